@@ -1,0 +1,262 @@
+//! The typed API client used by the CLI, `medos dev` and the tests.
+//!
+//! It knows every master URL of a cluster and moves to the next one only when a connection
+//! cannot be made (so a request is never sent twice).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::auth::{LoginResponse, UserList};
+use super::cluster::{AddMaster, ClusterStatus};
+use super::error::ErrorBody;
+use super::kv::{KvItem, KvWriteResult};
+use crate::core::MasterInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the cluster at {urls}: {detail}; is it running? (`medos cluster list` shows the configured URL)"
+    )]
+    Unreachable { urls: String, detail: String },
+    #[error("{status}: {}", .body.message)]
+    Api { status: u16, body: ErrorBody },
+    #[error("request to {url} failed: {detail}")]
+    Request { url: String, detail: String },
+    #[error("unexpected answer from {url}: {detail}")]
+    Decode { url: String, detail: String },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    current: AtomicUsize,
+    token: Option<String>,
+}
+
+/// Percent-encodes a key for a URL path, keeping `/` as the separator.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A client trusting the cluster CA in `ca_pem`.
+    pub fn new(urls: Vec<String>, ca_pem: &[u8], token: Option<String>) -> Result<Self, ClientError> {
+        crate::pki::install_crypto_provider();
+        let tls = crate::pki::tls::client_config_for_ca(ca_pem).map_err(|e| ClientError::Tls(e.to_string()))?;
+        Self::with_tls(urls, tls, token)
+    }
+
+    pub fn with_tls(urls: Vec<String>, tls: rustls::ClientConfig, token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(180))
+            .build()
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let urls = urls.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect();
+        Ok(Self { http, urls, current: AtomicUsize::new(0), token })
+    }
+
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Sends a request, trying each URL in turn while connections fail.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        json: bool,
+    ) -> Result<reqwest::Response, ClientError> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for attempt in 0..self.urls.len() {
+            let i = (start + attempt) % self.urls.len();
+            let url = format!("{}{path}", self.urls[i]);
+            let mut req = self.http.request(method.clone(), &url);
+            if let Some(token) = &self.token {
+                req = req.header(reqwest::header::AUTHORIZATION, format!("token={token}"));
+            }
+            if json {
+                req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            if let Some(b) = &body {
+                req = req.body(b.as_bytes().map(|b| b.to_vec()).unwrap_or_default());
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) if e.is_connect() => last = format!("{url}: {e}"),
+                Err(e) => return Err(ClientError::Request { url, detail: describe(&e) }),
+            }
+        }
+        Err(ClientError::Unreachable { urls: self.urls.join(", "), detail: last })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        json: bool,
+    ) -> Result<T, ClientError> {
+        let resp = self.send(method, path, body.map(reqwest::Body::from), json).await?;
+        decode(resp).await
+    }
+
+    async fn call_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(method, path, Some(serde_json::to_vec(body).expect("request serialises")), true).await
+    }
+
+    pub async fn login(&self, uid: &str, password: &str) -> Result<String, ClientError> {
+        let body = serde_json::json!({ "uid": uid, "password": password });
+        let r: LoginResponse = self.call_json(Method::POST, "/acs/api/v1/auth/login", &body).await?;
+        Ok(r.token)
+    }
+
+    pub async fn kv_get(&self, key: &str, stale: bool) -> Result<Option<KvItem>, ClientError> {
+        let path = format!("/v1/kv/{}{}", encode_key(key), if stale { "?stale" } else { "" });
+        match self.call(Method::GET, &path, None, false).await {
+            Ok(item) => Ok(Some(item)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn kv_list(&self, prefix: &str, stale: bool) -> Result<Vec<KvItem>, ClientError> {
+        let path = format!("/v1/kv/{}?recurse{}", encode_key(prefix), if stale { "&stale" } else { "" });
+        self.call(Method::GET, &path, None, false).await
+    }
+
+    pub async fn kv_put(&self, key: &str, value: &[u8], cas: Option<u64>) -> Result<KvWriteResult, ClientError> {
+        let query = cas.map(|c| format!("?cas={c}")).unwrap_or_default();
+        self.call(Method::PUT, &format!("/v1/kv/{}{query}", encode_key(key)), Some(value.to_vec()), false).await
+    }
+
+    pub async fn kv_delete(&self, key: &str, cas: Option<u64>, recurse: bool) -> Result<KvWriteResult, ClientError> {
+        let mut query = Vec::new();
+        if let Some(c) = cas {
+            query.push(format!("cas={c}"));
+        }
+        if recurse {
+            query.push("recurse".to_string());
+        }
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        self.call(Method::DELETE, &format!("/v1/kv/{}{query}", encode_key(key)), None, false).await
+    }
+
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        self.call(Method::GET, "/v1/cluster/status", None, false).await
+    }
+
+    pub async fn add_master(&self, api: &str) -> Result<MasterInfo, ClientError> {
+        self.call_json(Method::POST, "/v1/masters", &AddMaster { api: api.to_string() }).await
+    }
+
+    pub async fn remove_master(&self, name: &str) -> Result<MasterInfo, ClientError> {
+        self.call(Method::DELETE, &format!("/v1/masters/{}", encode_key(name)), None, false).await
+    }
+
+    pub async fn metadata(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, "/metadata", None, false).await
+    }
+
+    pub async fn users(&self) -> Result<UserList, ClientError> {
+        self.call(Method::GET, "/acs/api/v1/users", None, false).await
+    }
+
+    pub async fn put_user(
+        &self,
+        uid: &str,
+        password: &str,
+        description: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::json!({ "password": password, "description": description });
+        self.call_json(Method::PUT, &format!("/acs/api/v1/users/{}", encode_key(uid)), &body).await
+    }
+
+    pub async fn delete_user(&self, uid: &str) -> Result<(), ClientError> {
+        let resp = self.send(Method::DELETE, &format!("/acs/api/v1/users/{}", encode_key(uid)), None, false).await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(resp).await.map(|_| ())
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+    let url = resp.url().to_string();
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| ClientError::Request { url: url.clone(), detail: describe(&e) })?;
+    if !status.is_success() {
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            ErrorBody {
+                code: "ERR_UNKNOWN".into(),
+                message: text.clone(),
+                title: status.to_string(),
+                description: text,
+                current_revision: None,
+            }
+        });
+        return Err(ClientError::Api { status: status.as_u16(), body });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, detail: e.to_string() })
+}
+
+/// `StatusCode` re-exported for callers matching on statuses.
+pub type Status = StatusCode;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_encoded_for_paths() {
+        assert_eq!(super::encode_key("a/b c?d"), "a/b%20c%3Fd");
+        assert_eq!(super::encode_key("é"), "%C3%A9");
+    }
+}

@@ -1,0 +1,67 @@
+//! The HTTPS API: routes that parse requests and hand them to the master, and the typed
+//! client the CLI uses.
+//!
+//! **Architecture invariant:** handlers never mutate state themselves; every change is a
+//! `core::Command` proposed through `Master::propose`.
+
+pub mod auth;
+pub mod client;
+pub mod cluster;
+pub mod error;
+pub mod internal;
+pub mod kv;
+pub mod query;
+pub mod server;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+
+use crate::master::Master;
+use crate::master::network::{Faults, PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE};
+
+/// Largest public request body (a KV value is at most 512 KiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest master-to-master body (append batches and snapshot chunks).
+pub const MAX_INTERNAL_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+/// Builds every route of a master.
+pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
+    let public = Router::new()
+        .route("/ping", get(cluster::ping))
+        .route("/ca.crt", get(cluster::ca_cert))
+        .route("/metadata", get(cluster::metadata))
+        .route("/dcos-metadata/dcos-version.json", get(cluster::dcos_version))
+        .route("/v1/health", get(cluster::health))
+        .route("/acs/api/v1/auth/login", post(auth::login));
+
+    let protected = Router::new()
+        .route("/v1/cluster/status", get(cluster::status))
+        .route("/v1/masters", get(cluster::list_masters).post(cluster::add_master))
+        .route("/v1/masters/{name}", axum::routing::delete(cluster::remove_master))
+        .route("/v1/kv", get(kv::get_root))
+        .route("/v1/kv/", get(kv::get_root))
+        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/acs/api/v1/users", get(auth::list_users))
+        .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
+        .route_layer(from_fn_with_state(master.clone(), auth::require_token));
+
+    let internal = Router::new()
+        .route(PATH_APPEND, post(internal::append))
+        .route(PATH_VOTE, post(internal::vote))
+        .route(PATH_SNAPSHOT, post(internal::snapshot))
+        .route("/internal/v1/identity", get(internal::identity))
+        .route("/internal/v1/propose", post(internal::propose))
+        .route("/internal/v1/read_index", post(internal::read_index))
+        .route_layer(from_fn_with_state(master.clone(), auth::require_master))
+        .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES));
+
+    Router::new()
+        .merge(public.merge(protected).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .merge(internal)
+        .fallback(kv::not_found)
+        .with_state(master)
+}

@@ -1,0 +1,134 @@
+//! `medos master` (run a master) and `medos master add|remove|list`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+use super::config::Target;
+use super::output;
+use crate::master::config::InitialMaster;
+use crate::master::{MasterConfig, MasterOverrides};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MasterArgs {
+    #[command(subcommand)]
+    pub command: Option<MasterCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// TOML config file; flags override its settings.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address to bind, e.g. 0.0.0.0:7443.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// URL others reach this master at, e.g. https://10.0.0.1:7443.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// A master of the initial cluster, NAME=URL (repeat for each).
+    #[arg(long = "initial-master", value_name = "NAME=URL")]
+    pub initial_masters: Vec<InitialMaster>,
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// uid of the first administrator (bootstrap only).
+    #[arg(long)]
+    pub admin_user: Option<String>,
+    /// File with the first administrator's password (bootstrap only).
+    #[arg(long)]
+    pub admin_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterCommand {
+    /// Add a running, empty master to the cluster (as learner, then voter).
+    Add {
+        /// The new master's URL, e.g. https://10.0.0.4:7443.
+        url: String,
+    },
+    /// Remove a master from the cluster (also how a dead master is replaced: remove, then add).
+    #[command(alias = "rm")]
+    Remove { name: String },
+    /// List the masters.
+    #[command(alias = "ls")]
+    List,
+}
+
+impl RunArgs {
+    pub fn config(self) -> Result<MasterConfig> {
+        let overrides = MasterOverrides {
+            name: self.name,
+            data_dir: self.data_dir,
+            listen: self.listen,
+            advertise: self.advertise,
+            initial_masters: self.initial_masters,
+            tls_ca: self.tls_ca,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            admin_user: self.admin_user,
+            admin_password_file: self.admin_password_file,
+        };
+        Ok(MasterConfig::load(self.config.as_deref(), overrides)?)
+    }
+}
+
+/// Runs a master until SIGINT or SIGTERM.
+pub async fn serve(args: RunArgs) -> Result<()> {
+    let config = args.config()?;
+    let running = crate::master::start(config, None, None).await?;
+    eprintln!("medos master {} serving {}", running.master.name, running.master.advertise);
+    crate::process::wait_for_shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+pub async fn run(cmd: MasterCommand, json: bool) -> Result<()> {
+    let client = Target::resolve()?.client()?;
+    match cmd {
+        MasterCommand::Add { url } => {
+            eprintln!("adding {url}: it joins as a learner, catches up, then becomes a voter…");
+            let added = client.add_master(&url).await?;
+            if json {
+                output::json(&added);
+            } else {
+                eprintln!("master {} ({}) is now a voting member", added.name, added.api);
+            }
+        }
+        MasterCommand::Remove { name } => {
+            let removed = client.remove_master(&name).await?;
+            if json {
+                output::json(&removed);
+            } else {
+                eprintln!("master {} removed; stop its process and delete its data dir", removed.name);
+            }
+        }
+        MasterCommand::List => {
+            let status = client.cluster_status().await?;
+            if json {
+                output::json(&status.members);
+            } else {
+                let rows = status
+                    .members
+                    .iter()
+                    .map(|m| vec![m.name.clone(), m.role.clone(), m.api.clone(), m.id.to_string()])
+                    .collect();
+                output::table(&["name", "role", "api", "id"], rows);
+            }
+        }
+    }
+    Ok(())
+}

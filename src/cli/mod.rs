@@ -1,0 +1,75 @@
+//! The `medos` command line: clap definitions and one file per noun.
+//!
+//! **Architecture invariant:** CLI commands talk to a cluster only through
+//! [`crate::api::client::Client`]; they never open a data dir or speak Raft.
+
+pub mod auth;
+pub mod ca;
+pub mod cluster;
+pub mod config;
+pub mod kv;
+pub mod master;
+pub mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "medos",
+    version,
+    about = "medos: a datacenter operating system in one binary",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a master, or manage the masters of a running cluster.
+    Master(master::MasterArgs),
+    /// Run a whole local cluster (masters and agents as processes on loopback).
+    Dev(DevArgs),
+    /// Create the cluster CA and issue node certificates.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Log in, print the token, manage users.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Configure which cluster the CLI talks to, and show its status.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Read and write the cluster's key-value store.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// Print a shell completion script.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Number of masters (1, 3 or 5 make sense).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub masters: u8,
+    /// Number of agents (agents arrive in a later version; accepted now).
+    #[arg(long, default_value_t = 1)]
+    pub agents: u8,
+    /// Where the cluster keeps its state; rerunning on the same dir keeps it.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Do not write the CLI's cluster config (for tests running several dev clusters).
+    #[arg(long)]
+    pub no_attach: bool,
+}

@@ -1,0 +1,72 @@
+//! Commands proposed through Raft and the responses their application produces.
+
+use serde::{Deserialize, Serialize};
+
+use super::users::User;
+
+/// One change to the cluster state. Every field that depends on time, randomness or
+/// configuration was decided by the proposer, so applying a command is deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Sets the cluster identity once; later `InitCluster` commands are ignored.
+    InitCluster {
+        cluster_id: String,
+        created_at_ms: u64,
+        /// Base64 HMAC key that signs API tokens on every master.
+        token_secret: String,
+        /// The first administrator, if the operator configured one.
+        admin: Option<User>,
+    },
+    /// Writes `key`. With `cas = Some(0)` the key must not exist; with `cas = Some(r)` its
+    /// `mod_revision` must be `r`.
+    KvPut {
+        key: String,
+        #[serde(with = "super::base64_bytes")]
+        value: Vec<u8>,
+        cas: Option<u64>,
+    },
+    /// Deletes `key` (or every key under it with `recurse`), optionally compare-and-swap.
+    KvDelete { key: String, cas: Option<u64>, recurse: bool },
+    /// Creates or replaces a user (the password hash was computed by the proposer).
+    UserPut { user: User },
+    /// Removes a user.
+    UserDelete { uid: String },
+}
+
+/// What applying a [`Command`] produced; returned to the client that proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Nothing to report (membership and blank entries).
+    #[default]
+    Applied,
+    ClusterInitialized {
+        cluster_id: String,
+    },
+    AlreadyInitialized {
+        cluster_id: String,
+    },
+    KvWritten {
+        revision: u64,
+    },
+    KvDeleted {
+        revision: u64,
+        deleted: u64,
+    },
+    /// A compare-and-swap did not match; `current` is the key's `mod_revision` (0: absent).
+    CasFailed {
+        current: u64,
+    },
+    /// The command was valid JSON but broke a domain rule; nothing was changed.
+    Rejected {
+        message: String,
+    },
+    UserWritten {
+        uid: String,
+    },
+    UserDeleted {
+        uid: String,
+        existed: bool,
+    },
+}

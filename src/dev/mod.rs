@@ -1,0 +1,331 @@
+//! `medos dev`: a whole cluster on one machine, as separate OS processes on loopback.
+//!
+//! The first run creates `DIR/` with a CA, one certificate, config and data dir per master,
+//! and an admin password; later runs on the same DIR reuse all of it, so the state survives.
+//! `DIR/cluster.json` lists every process (name, role, pid, api, data_dir, config, log) so
+//! tests and people can find, kill and restart them.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::api::client::Client;
+use crate::cli::DevArgs;
+use crate::cli::config::{ClusterConfig, Clusters};
+use crate::master::MasterConfig;
+use crate::master::config::{BootstrapConfig, InitialMaster, RaftTuning};
+use crate::pki::{self, Ca, Role, TlsFiles};
+
+const ADMIN_USER: &str = "admin";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Layout {
+    masters: Vec<MasterSlot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MasterSlot {
+    name: String,
+    port: u16,
+}
+
+/// One process of the dev cluster, as written to `cluster.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeEntry {
+    pub name: String,
+    pub role: String,
+    pub pid: u32,
+    pub api: String,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterFile {
+    pub nodes: Vec<NodeEntry>,
+}
+
+fn default_dir() -> Result<PathBuf> {
+    Ok(dirs::data_local_dir().context("cannot find your data directory; pass --dir")?.join("medos").join("dev"))
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn load_or_create_layout(dir: &Path, masters: u8) -> Result<Layout> {
+    let path = dir.join("dev.toml");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let layout: Layout = toml::from_str(&text)
+            .with_context(|| format!("{} is invalid; remove {} to start over", path.display(), dir.display()))?;
+        if layout.masters.len() != usize::from(masters) {
+            bail!(
+                "{} holds a cluster of {} master(s); rerun with --masters {} or use another --dir",
+                dir.display(),
+                layout.masters.len(),
+                layout.masters.len()
+            );
+        }
+        return Ok(layout);
+    }
+    let mut slots = Vec::new();
+    for i in 1..=masters {
+        slots.push(MasterSlot { name: format!("master-{i}"), port: free_port()? });
+    }
+    let layout = Layout { masters: slots };
+    pki::ca::write_file(&path, &toml::to_string_pretty(&layout).expect("layout serialises"), false)?;
+    Ok(layout)
+}
+
+fn admin_password(dir: &Path) -> Result<(PathBuf, String)> {
+    let path = dir.join("admin-password");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return Ok((path, text.trim().to_string()));
+    }
+    let password: String = hex::encode(rand::random::<[u8; 12]>());
+    pki::ca::write_file(&path, &format!("{password}\n"), true)?;
+    Ok((path, password))
+}
+
+struct Prepared {
+    configs: Vec<(MasterConfig, PathBuf)>,
+    ca_pem: Vec<u8>,
+    password: String,
+    password_file: PathBuf,
+}
+
+fn prepare(dir: &Path, masters: u8) -> Result<Prepared> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let layout = load_or_create_layout(dir, masters)?;
+    let pki_dir = dir.join("pki");
+    let ca = if pki_dir.join(pki::ca::CA_KEY_FILE).exists() { Ca::load(&pki_dir)? } else { Ca::init(&pki_dir, "dev")? };
+    let (password_file, password) = admin_password(dir)?;
+    let initial: Vec<InitialMaster> = layout
+        .masters
+        .iter()
+        .map(|m| InitialMaster { name: m.name.clone(), api: format!("https://127.0.0.1:{}", m.port) })
+        .collect();
+    let mut configs = Vec::new();
+    for slot in &layout.masters {
+        let node_dir = dir.join(&slot.name);
+        let cert = pki_dir.join(format!("{}.crt", slot.name));
+        if !cert.exists() {
+            ca.issue(Role::Master, &slot.name, &["127.0.0.1".into(), "localhost".into()], &pki_dir)?;
+        }
+        let config = MasterConfig {
+            name: slot.name.clone(),
+            data_dir: node_dir.join("data"),
+            listen: format!("127.0.0.1:{}", slot.port).parse().expect("loopback address"),
+            advertise: format!("https://127.0.0.1:{}", slot.port),
+            initial_masters: initial.clone(),
+            tls: TlsFiles { ca: pki_dir.join("ca.crt"), cert, key: pki_dir.join(format!("{}.key", slot.name)) },
+            bootstrap: BootstrapConfig {
+                admin_user: Some(ADMIN_USER.into()),
+                admin_password_file: Some(password_file.clone()),
+            },
+            raft: RaftTuning::default(),
+        };
+        let path = node_dir.join("master.toml");
+        pki::ca::write_file(&path, &config.to_toml(), false)?;
+        configs.push((config, path));
+    }
+    Ok(Prepared { configs, ca_pem: ca.cert_pem.into_bytes(), password, password_file })
+}
+
+fn spawn_master(config_path: &Path, log_path: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("finding the medos executable")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let child = Command::new(exe)
+        .arg("master")
+        .arg("--config")
+        .arg(config_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(false)
+        .spawn()
+        .with_context(|| format!("starting the master with {}", config_path.display()))?;
+    Ok(child)
+}
+
+/// Waits until the cluster has an identity and a leader, then logs in as the admin.
+async fn wait_ready(
+    urls: &[String],
+    ca_pem: &[u8],
+    password: &str,
+    expected_members: usize,
+    deadline: Duration,
+) -> Result<(String, String)> {
+    let start = Instant::now();
+    let client = Client::new(urls.to_vec(), ca_pem, None)?;
+    let mut last_error = String::from("no answer yet");
+    while start.elapsed() < deadline {
+        match client.metadata().await {
+            Ok(meta) => {
+                let cluster_id = meta["CLUSTER_ID"].as_str().unwrap_or_default().to_string();
+                match client.login(ADMIN_USER, password).await {
+                    Ok(token) => {
+                        let authed = Client::new(urls.to_vec(), ca_pem, Some(token.clone()))?;
+                        match authed.cluster_status().await {
+                            Ok(s) if s.leader.is_some() && s.members.len() >= expected_members => {
+                                return Ok((cluster_id, token));
+                            }
+                            Ok(s) => {
+                                last_error = format!("{} of {expected_members} masters in the group", s.members.len())
+                            }
+                            Err(e) => last_error = e.to_string(),
+                        }
+                    }
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the dev cluster did not become ready within {deadline:?}: {last_error}")
+}
+
+async fn stop_all(children: &mut [(String, Child)]) {
+    {
+        for (_, child) in children.iter() {
+            if let Some(pid) = child.id() {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+        for (name, child) in children.iter_mut() {
+            match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    eprintln!("{name} did not stop within 10 s; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(args: DevArgs, json: bool) -> Result<()> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => default_dir()?,
+    };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let prepared = prepare(&dir, args.masters)?;
+    let mut children = Vec::new();
+    let mut nodes = Vec::new();
+    for (config, path) in &prepared.configs {
+        let log = path.with_file_name("master.log");
+        let child = spawn_master(path, &log)?;
+        nodes.push(NodeEntry {
+            name: config.name.clone(),
+            role: "master".into(),
+            pid: child.id().unwrap_or(0),
+            api: config.advertise.clone(),
+            data_dir: config.data_dir.clone(),
+            config: path.clone(),
+            log,
+        });
+        children.push((config.name.clone(), child));
+    }
+    let cluster_file = ClusterFile { nodes: nodes.clone() };
+    pki::ca::write_file(&dir.join("cluster.json"), &serde_json::to_string_pretty(&cluster_file)?, false)?;
+
+    let urls: Vec<String> = nodes.iter().map(|n| n.api.clone()).collect();
+    let ready = tokio::select! {
+        r = wait_ready(&urls, &prepared.ca_pem, &prepared.password, nodes.len(), Duration::from_secs(60)) => r,
+        _ = crate::process::wait_for_shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let (cluster_id, token) = match ready {
+        Ok(pair) => pair,
+        Err(e) => {
+            stop_all(&mut children).await;
+            return Err(e.context(format!("see the logs in {}/master-*/master.log", dir.display())));
+        }
+    };
+
+    if !args.no_attach {
+        let clusters = Clusters::open()?;
+        for stale in
+            clusters.list()?.into_iter().filter(|e| e.config.name == "dev" && e.config.cluster_id != cluster_id)
+        {
+            clusters.remove(&stale.config.cluster_id)?;
+        }
+        let ca_der = pki::tls::certs_from_pem(&prepared.ca_pem, &dir.join("pki/ca.crt"))?;
+        clusters.add(
+            ClusterConfig {
+                name: "dev".into(),
+                cluster_id: cluster_id.clone(),
+                urls: urls.clone(),
+                ca_fingerprint: pki::fingerprint(&ca_der[0]),
+                username: Some(ADMIN_USER.into()),
+                token: Some(token),
+            },
+            &prepared.ca_pem,
+        )?;
+    }
+
+    if json {
+        println!("{}", serde_json::json!({"cluster_id": cluster_id, "dir": dir, "api": urls, "nodes": nodes}));
+    } else {
+        println!("medos dev cluster {cluster_id} is up ({} master(s))", nodes.len());
+        println!("  API:        {}", urls.join(", "));
+        println!("  admin:      {ADMIN_USER} / password in {}", prepared.password_file.display());
+        println!("  state:      {}  (rerun with the same --dir to keep it)", dir.display());
+        if args.agents > 0 {
+            println!("  agents:     not started: agents arrive in a later medos version");
+        }
+        if !args.no_attach {
+            println!("The CLI is logged in. Try:");
+            println!("  medos cluster status");
+            println!("  medos kv put hello world && medos kv get hello");
+        }
+        println!("Press Ctrl-C to stop the cluster.");
+    }
+
+    // Keep running until a signal; a master that exits (e.g. killed by a test) is reported.
+    let mut exits = tokio::task::JoinSet::new();
+    for (name, mut child) in children {
+        exits.spawn(async move {
+            let status = child.wait().await;
+            (name, status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
+        });
+    }
+    loop {
+        tokio::select! {
+            _ = crate::process::wait_for_shutdown_signal() => break,
+            Some(Ok((name, status))) = exits.join_next() => {
+                eprintln!("{name} exited ({status}); restart it with `medos master --config {}/{name}/master.toml`", dir.display());
+            }
+        }
+    }
+    eprintln!("stopping the dev cluster…");
+    for node in &nodes {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid as i32), nix::sys::signal::Signal::SIGTERM);
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = exits.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                for node in &nodes {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+                break;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! medos: a datacenter operating system in one binary (master, agent, installer, CLI).
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view and the code map.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod core;
+pub mod dev;
+pub mod master;
+pub mod pki;
+pub mod process;

@@ -1,0 +1,44 @@
+//! The `medos` binary: one entry point for master, dev cluster and CLI.
+
+use clap::{CommandFactory, Parser};
+use medos::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let server =
+        matches!(&cli.command, Command::Master(m) if m.command.is_none()) || matches!(cli.command, Command::Dev(_));
+    medos::process::init_logging(server, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let json = cli.json;
+    match cli.command {
+        Command::Master(args) => match args.command {
+            None => medos::cli::master::serve(args.run).await,
+            Some(cmd) => medos::cli::master::run(cmd, json).await,
+        },
+        Command::Dev(args) => medos::dev::run(args, json).await,
+        Command::Ca(cmd) => medos::cli::ca::run(cmd, json),
+        Command::Auth(cmd) => medos::cli::auth::run(cmd, json).await,
+        Command::Cluster(cmd) => medos::cli::cluster::run(cmd, json).await,
+        Command::Kv(cmd) => medos::cli::kv::run(cmd, json).await,
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "medos", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

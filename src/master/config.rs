@@ -1,0 +1,291 @@
+//! `medos master` configuration: a TOML file and/or flags (flags win).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pki::TlsFiles;
+
+/// A master of the initial cluster: `name=https://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialMaster {
+    pub name: String,
+    pub api: String,
+}
+
+impl std::str::FromStr for InitialMaster {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, api) =
+            s.split_once('=').ok_or_else(|| format!("initial master {s:?} must look like NAME=https://HOST:PORT"))?;
+        validate_name(name)?;
+        validate_url(api)?;
+        Ok(Self { name: name.to_string(), api: api.trim_end_matches('/').to_string() })
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 63
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!("master name {name:?} must be 1-63 characters of a-z, 0-9 and '-'"));
+    }
+    Ok(())
+}
+
+fn validate_url(url: &str) -> Result<(), String> {
+    if !url.starts_with("https://") || url.len() <= "https://".len() {
+        return Err(format!("{url:?} must be an https:// URL such as https://10.0.0.1:7443"));
+    }
+    Ok(())
+}
+
+/// Bootstrap settings used only when this master initialises a new cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// uid of the first administrator.
+    pub admin_user: Option<String>,
+    /// File holding the first administrator's password (one line).
+    pub admin_password_file: Option<PathBuf>,
+}
+
+/// Raft timing and log retention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind the latest snapshot (for followers that lag a little).
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        // Timeouts suit 2-core hosts that fsync every append; failover stays well under 3 s.
+        Self {
+            heartbeat_ms: 150,
+            election_min_ms: 700,
+            election_max_ms: 1400,
+            snapshot_every: 10_000,
+            keep_after_snapshot: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterConfig {
+    /// This master's name, unique in the cluster (a-z, 0-9, '-').
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// Address the HTTPS listener binds, e.g. `0.0.0.0:7443`.
+    pub listen: SocketAddr,
+    /// URL other masters and clients use to reach this master.
+    pub advertise: String,
+    /// Masters of the initial cluster (including this one); empty when joining an existing
+    /// cluster through `medos master add`.
+    #[serde(default)]
+    pub initial_masters: Vec<InitialMaster>,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub bootstrap: BootstrapConfig,
+    #[serde(default)]
+    pub raft: RaftTuning,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("missing setting `{0}`: set it in the config file or pass --{1}")]
+    Missing(&'static str, &'static str),
+    #[error("invalid setting `{field}`: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// Settings given as flags; each overrides the file.
+#[derive(Debug, Clone, Default)]
+pub struct MasterOverrides {
+    pub name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<String>,
+    pub initial_masters: Vec<InitialMaster>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub admin_user: Option<String>,
+    pub admin_password_file: Option<PathBuf>,
+}
+
+/// The file's shape before flags are merged: everything optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialConfig {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    #[serde(default)]
+    initial_masters: Vec<String>,
+    tls: Option<PartialTls>,
+    #[serde(default)]
+    bootstrap: BootstrapConfig,
+    #[serde(default)]
+    raft: RaftTuning,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialTls {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl MasterConfig {
+    /// Reads `file` (if any), applies `flags`, and validates the result.
+    pub fn load(file: Option<&Path>, flags: MasterOverrides) -> Result<Self, ConfigError> {
+        let partial = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                toml::from_str::<PartialConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?
+            }
+            None => PartialConfig::default(),
+        };
+        let tls = partial.tls.unwrap_or_default();
+        let name = flags.name.or(partial.name).ok_or(ConfigError::Missing("name", "name"))?;
+        validate_name(&name).map_err(|message| ConfigError::Invalid { field: "name", message })?;
+        let listen = flags.listen.or(partial.listen).ok_or(ConfigError::Missing("listen", "listen"))?;
+        let advertise = flags
+            .advertise
+            .or(partial.advertise)
+            .unwrap_or_else(|| format!("https://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        validate_url(&advertise).map_err(|message| ConfigError::Invalid { field: "advertise", message })?;
+        let initial_masters = if flags.initial_masters.is_empty() {
+            partial
+                .initial_masters
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<Vec<InitialMaster>, _>>()
+                .map_err(|message| ConfigError::Invalid { field: "initial_masters", message })?
+        } else {
+            flags.initial_masters
+        };
+        if !initial_masters.is_empty() && !initial_masters.iter().any(|m| m.name == name) {
+            return Err(ConfigError::Invalid {
+                field: "initial_masters",
+                message: format!("this master ({name}) is not in the list; add {name}=<its URL>"),
+            });
+        }
+        let mut bootstrap = partial.bootstrap;
+        if flags.admin_user.is_some() {
+            bootstrap.admin_user = flags.admin_user;
+        }
+        if flags.admin_password_file.is_some() {
+            bootstrap.admin_password_file = flags.admin_password_file;
+        }
+        if bootstrap.admin_user.is_some() != bootstrap.admin_password_file.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "bootstrap",
+                message: "admin_user and admin_password_file go together; set both or neither".into(),
+            });
+        }
+        let raft = partial.raft;
+        if raft.election_min_ms <= raft.heartbeat_ms || raft.election_max_ms <= raft.election_min_ms {
+            return Err(ConfigError::Invalid {
+                field: "raft",
+                message: "need heartbeat_ms < election_min_ms < election_max_ms".into(),
+            });
+        }
+        Ok(Self {
+            name,
+            data_dir: flags.data_dir.or(partial.data_dir).ok_or(ConfigError::Missing("data_dir", "data-dir"))?,
+            listen,
+            advertise,
+            initial_masters,
+            tls: TlsFiles {
+                ca: flags.tls_ca.or(tls.ca).ok_or(ConfigError::Missing("tls.ca", "tls-ca"))?,
+                cert: flags.tls_cert.or(tls.cert).ok_or(ConfigError::Missing("tls.cert", "tls-cert"))?,
+                key: flags.tls_key.or(tls.key).ok_or(ConfigError::Missing("tls.key", "tls-key"))?,
+            },
+            bootstrap,
+            raft,
+        })
+    }
+
+    /// Renders the config as TOML (what `medos dev` writes for each master).
+    pub fn to_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("config serialises");
+        if let Some(table) = value.as_table_mut() {
+            let list: Vec<toml::Value> =
+                self.initial_masters.iter().map(|m| toml::Value::String(format!("{}={}", m.name, m.api))).collect();
+            table.insert("initial_masters".into(), toml::Value::Array(list));
+        }
+        toml::to_string_pretty(&value).expect("config renders")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    const GOOD: &str = r#"
+name = "m1"
+data_dir = "/tmp/m1"
+listen = "127.0.0.1:7001"
+initial_masters = ["m1=https://127.0.0.1:7001", "m2=https://127.0.0.1:7002"]
+[tls]
+ca = "ca.crt"
+cert = "m1.crt"
+key = "m1.key"
+"#;
+
+    #[test]
+    fn file_and_flags_merge_with_flags_winning() {
+        let f = write(GOOD);
+        let flags = MasterOverrides { listen: Some("127.0.0.1:9000".parse().unwrap()), ..Default::default() };
+        let c = MasterConfig::load(Some(f.path()), flags).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.advertise, "https://127.0.0.1:9000");
+        assert_eq!(c.initial_masters.len(), 2);
+        let round_trip = write(&c.to_toml());
+        assert_eq!(MasterConfig::load(Some(round_trip.path()), MasterOverrides::default()).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let cases = [
+            (GOOD.replace("name = \"m1\"", "name = \"M 1\""), "name"),
+            (GOOD.replace("listen = \"127.0.0.1:7001\"", "listen = \"nowhere\""), "listen"),
+            (format!("{GOOD}\nbogus = 1\n"), "bogus"),
+            (GOOD.replace("m1=https", "m1=http"), "initial_masters"),
+            (GOOD.replace("data_dir = \"/tmp/m1\"", ""), "data_dir"),
+            (GOOD.replace("m1=https://127.0.0.1:7001\", ", ""), "not in the list"),
+        ];
+        for (text, needle) in cases {
+            let f = write(&text);
+            let err = MasterConfig::load(Some(f.path()), MasterOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The master: Raft node, storage, networking and the leader's duties.
+
+pub mod config;
+pub mod engine;
+pub mod network;
+pub mod node;
+pub mod store;
+pub mod types;
+
+pub use config::{MasterConfig, MasterOverrides};
+pub use node::{Master, MasterError, ProposeError, RunningMaster, start};
