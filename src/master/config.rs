@@ -280,7 +280,7 @@ key = "m1.key"
             (format!("{GOOD}\nbogus = 1\n"), "bogus"),
             (GOOD.replace("m1=https", "m1=http"), "initial_masters"),
             (GOOD.replace("data_dir = \"/tmp/m1\"", ""), "data_dir"),
-            (GOOD.replace("m1=https://127.0.0.1:7001\", ", ""), "not in the list"),
+            (GOOD.replace("\"m1=https://127.0.0.1:7001\", ", ""), "not in the list"),
         ];
         for (text, needle) in cases {
             let f = write(&text);

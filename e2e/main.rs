@@ -1,0 +1,1 @@
+//! Process end-to-end tests (see e2e/README.md).
