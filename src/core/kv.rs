@@ -32,7 +32,7 @@ pub enum KvError {
     KeyTooLong(usize),
     #[error("key {0:?} contains a control character; use printable characters")]
     KeyControlChar(String),
-    #[error("value is {0} bytes; values are at most {MAX_VALUE_BYTES} bytes")]
+    #[error("value is {0} bytes; values are at most {MAX_VALUE_BYTES} bytes (512 KiB)")]
     ValueTooLarge(usize),
 }
 

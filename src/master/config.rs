@@ -64,6 +64,8 @@ pub struct RaftTuning {
     pub snapshot_every: u64,
     /// Log entries kept behind the latest snapshot (for followers that lag a little).
     pub keep_after_snapshot: u64,
+    /// How long a client write or linearizable read may wait for a leader and a quorum.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -75,6 +77,7 @@ impl Default for RaftTuning {
             election_max_ms: 1400,
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
+            request_timeout_ms: 10_000,
         }
     }
 }

@@ -22,8 +22,6 @@ use crate::core::{Command, MasterInfo, Response, State, User};
 use crate::pki::PkiError;
 
 const KEY_IDENTITY: &[u8] = b"identity";
-/// How long a write or linearizable read may wait for a leader before failing.
-pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
@@ -89,6 +87,8 @@ pub struct Master {
     pub log_store: LogStore,
     pub ca_pem: String,
     pub started: Instant,
+    /// How long a write or linearizable read may wait for a leader and a quorum.
+    pub request_timeout: Duration,
     bootstrap_admin: Option<User>,
 }
 
@@ -198,7 +198,8 @@ fn raft_config(config: &MasterConfig) -> Result<openraft::Config, MasterError> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_every),
         max_in_snapshot_log_to_keep: tuning.keep_after_snapshot,
         max_payload_entries: 1000,
-        purge_batch_size: 256,
+        // Purge in batches, but never in batches larger than a snapshot interval.
+        purge_batch_size: (tuning.snapshot_every / 4).clamp(1, 256),
         ..Default::default()
     };
     raft.validate().map_err(|e| MasterError::Raft(e.to_string()))
@@ -264,6 +265,7 @@ pub async fn start(
         .await
         .map_err(|e| MasterError::Raft(e.to_string()))?;
 
+    let request_timeout = Duration::from_millis(config.raft.request_timeout_ms);
     let master = Arc::new(Master {
         id: identity.id,
         name: config.name.clone(),
@@ -275,6 +277,7 @@ pub async fn start(
         log_store,
         ca_pem,
         started: Instant::now(),
+        request_timeout,
         bootstrap_admin,
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");
@@ -413,7 +416,7 @@ impl Master {
     async fn await_leader_change(&self, previous: Option<NodeId>, deadline: Instant) -> Result<(), ProposeError> {
         let now = Instant::now();
         if now >= deadline {
-            return Err(ProposeError::NoLeader(LEADER_WAIT));
+            return Err(ProposeError::NoLeader(self.request_timeout));
         }
         let step = (deadline - now).min(Duration::from_millis(300));
         let _ = self
@@ -428,18 +431,11 @@ impl Master {
     /// accepts: followers forward to the leader. Retries only when the command was certainly
     /// not proposed, so a command is never applied twice because of a retry.
     pub async fn propose(&self, command: Command) -> Result<Response, ProposeError> {
-        let deadline = Instant::now() + LEADER_WAIT;
+        let deadline = Instant::now() + self.request_timeout;
         loop {
             let leader = self.leader();
             match leader {
-                Some((id, _)) if id == self.id => match self.raft.client_write(command.clone()).await {
-                    Ok(r) => return Ok(r.data),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                        return Err(ProposeError::Unknown("leadership changed during the write".into()));
-                    }
-                    Err(RaftError::APIError(e)) => return Err(ProposeError::Other(e.to_string())),
-                    Err(RaftError::Fatal(_)) => return Err(ProposeError::Stopped),
-                },
+                Some((id, _)) if id == self.id => return self.write_as_leader(command).await,
                 Some((id, node)) => match self.forward(&node, "/internal/v1/propose", &command).await? {
                     Forwarded::Done(r) => return Ok(r),
                     Forwarded::Retry(why) => {
@@ -456,13 +452,13 @@ impl Master {
     /// (read-index: the leader confirms its leadership with a quorum and names its commit
     /// index; this master waits until it has applied that far).
     pub async fn read_barrier(&self) -> Result<(), ProposeError> {
-        let deadline = Instant::now() + LEADER_WAIT;
+        let deadline = Instant::now() + self.request_timeout;
         loop {
             match self.leader() {
                 Some((id, _)) if id == self.id => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
-                        Err(_) => return Err(ProposeError::NoLeader(LEADER_WAIT)),
+                        Err(_) => return Err(ProposeError::NoLeader(self.request_timeout)),
                         Ok(Ok(_)) => return Ok(()),
                         Ok(Err(RaftError::Fatal(_))) => return Err(ProposeError::Stopped),
                         Ok(Err(RaftError::APIError(_))) => self.await_leader_change(Some(id), deadline).await?,
@@ -477,7 +473,7 @@ impl Master {
                             .applied_index_at_least(Some(index), "read index")
                             .await
                             .map(|_| ())
-                            .map_err(|_| ProposeError::NoLeader(LEADER_WAIT));
+                            .map_err(|_| ProposeError::NoLeader(self.request_timeout));
                     }
                     Forwarded::Retry(_) => self.await_leader_change(Some(id), deadline).await?,
                 },
@@ -488,8 +484,8 @@ impl Master {
 
     /// The leader's half of a follower's linearizable read.
     pub async fn leader_read_index(&self) -> Result<ReadIndex, ProposeError> {
-        match tokio::time::timeout(LEADER_WAIT, self.raft.get_read_log_id()).await {
-            Err(_) => Err(ProposeError::NoLeader(LEADER_WAIT)),
+        match tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id()).await {
+            Err(_) => Err(ProposeError::NoLeader(self.request_timeout)),
             Ok(Ok((read, applied))) => {
                 let index = read.map_or(0, |l| l.index).max(applied.map_or(0, |l| l.index));
                 Ok(ReadIndex { index })
@@ -505,7 +501,8 @@ impl Master {
         path: &str,
         body: &Req,
     ) -> Result<Forwarded<Resp>, ProposeError> {
-        let sent = self.peers.post(format!("{}{path}", leader.api)).timeout(LEADER_WAIT).json(body).send().await;
+        let sent =
+            self.peers.post(format!("{}{path}", leader.api)).timeout(self.request_timeout).json(body).send().await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => return Ok(Forwarded::Retry(format!("leader {leader} unreachable: {e}"))),
@@ -528,13 +525,23 @@ impl Master {
         if !self.is_leader() {
             return Ok(None);
         }
-        match self.raft.client_write(command).await {
-            Ok(r) => Ok(Some(r.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+        self.write_as_leader(command).await.map(Some)
+    }
+
+    /// `client_write` on this (leader) node, bounded by the request timeout. A leader cut
+    /// off from its quorum cannot commit, so the caller gets an error instead of waiting.
+    async fn write_as_leader(&self, command: Command) -> Result<Response, ProposeError> {
+        match tokio::time::timeout(self.request_timeout, self.raft.client_write(command)).await {
+            Err(_) => Err(ProposeError::Unknown(format!(
+                "not committed within {:?}: this master may be cut off from a majority",
+                self.request_timeout
+            ))),
+            Ok(Ok(r)) => Ok(r.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                 Err(ProposeError::Unknown("leadership changed during the write".into()))
             }
-            Err(RaftError::APIError(e)) => Err(ProposeError::Other(e.to_string())),
-            Err(RaftError::Fatal(_)) => Err(ProposeError::Stopped),
+            Ok(Err(RaftError::APIError(e))) => Err(ProposeError::Other(e.to_string())),
+            Ok(Err(RaftError::Fatal(_))) => Err(ProposeError::Stopped),
         }
     }
 
