@@ -2,11 +2,13 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the code map.
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod core;
 pub mod dev;
+pub mod image;
 pub mod master;
 pub mod pki;
 pub mod process;

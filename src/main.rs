@@ -5,6 +5,10 @@ use medos::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The container init must not start threads before it sets up namespaces.
+    if let Command::ContainerInit { args } = &cli.command {
+        return medos::agent::runtime::init::run(args);
+    }
     let server =
         matches!(&cli.command, Command::Master(m) if m.command.is_none()) || matches!(cli.command, Command::Dev(_));
     medos::process::init_logging(server, cli.verbose);
@@ -36,6 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Auth(cmd) => medos::cli::auth::run(cmd, json).await,
         Command::Cluster(cmd) => medos::cli::cluster::run(cmd, json).await,
         Command::Kv(cmd) => medos::cli::kv::run(cmd, json).await,
+        Command::ContainerInit { .. } => unreachable!("handled before the runtime starts"),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "medos", &mut std::io::stdout());
             Ok(())

@@ -51,6 +51,12 @@ pub enum Command {
     /// Read and write the cluster's key-value store.
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Internal: set up and run one container (started by the agent, never by hand).
+    #[command(name = "__container-init", hide = true)]
+    ContainerInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print a shell completion script.
     Completion {
         /// bash, zsh, fish, elvish or powershell.

@@ -1,0 +1,3 @@
+//! The agent: runs tasks on a worker host.
+
+pub mod runtime;

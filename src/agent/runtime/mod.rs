@@ -1,0 +1,3 @@
+//! The container runtime (work in progress).
+
+pub mod init;

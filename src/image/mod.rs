@@ -1,0 +1,1 @@
+//! Container images: archives, digests, the blob store, safe layer unpacking (work in progress).
