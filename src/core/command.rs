@@ -2,11 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::agents::{AgentMode, AgentRegistration};
+use super::tasks::{Task, TaskStatus};
 use super::users::User;
 
 /// One change to the cluster state. Every field that depends on time, randomness or
 /// configuration was decided by the proposer, so applying a command is deterministic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// Sets the cluster identity once; later `InitCluster` commands are ignored.
@@ -32,6 +34,18 @@ pub enum Command {
     UserPut { user: User },
     /// Removes a user.
     UserDelete { uid: String },
+    /// An agent registers or re-registers (same id) with what it has.
+    AgentRegister { registration: AgentRegistration, at_ms: u64 },
+    /// The leader saw no heartbeat from the agent for too long.
+    AgentUnreachable { agent_id: String, at_ms: u64 },
+    /// The operator changed an agent's maintenance mode.
+    AgentSetMode { agent_id: String, mode: AgentMode, at_ms: u64 },
+    /// A placed task (state TASK_STAGING, agent and ports chosen by the proposer).
+    TaskLaunch { task: Task },
+    /// A status update from an agent (or from the leader, for lost agents).
+    TaskStatusUpdate { status: TaskStatus },
+    /// Someone asked for a task to be killed.
+    TaskKill { task_id: String, grace_ms: u64, at_ms: u64 },
 }
 
 /// What applying a [`Command`] produced; returned to the client that proposed it.
@@ -68,5 +82,23 @@ pub enum Response {
     UserDeleted {
         uid: String,
         existed: bool,
+    },
+    AgentRegistered {
+        agent_id: String,
+        reregistered: bool,
+    },
+    AgentUpdated {
+        agent_id: String,
+    },
+    TaskLaunched {
+        task_id: String,
+    },
+    /// `applied: false` for a duplicate or an update not allowed from the current state.
+    TaskUpdated {
+        task_id: String,
+        applied: bool,
+    },
+    TaskKillRequested {
+        task_id: String,
     },
 }

@@ -5,14 +5,21 @@
 //! adapters *before* a [`Command`] is proposed and travel inside it, so every master applies
 //! the same bytes to the same result. `tests/core_purity.rs` enforces this mechanically.
 
+pub mod agents;
 pub mod command;
 pub mod kv;
+pub mod placement;
+pub mod resources;
 pub mod state;
+pub mod tasks;
 pub mod users;
 
+pub use agents::{Agent, AgentMode, AgentRegistration, AgentStatus};
 pub use command::{Command, Response};
 pub use kv::{KvEntry, KvError};
+pub use resources::{PortRange, Resources};
 pub use state::{MasterInfo, State};
+pub use tasks::{CommandSpec, Task, TaskSpec, TaskState, TaskStatus};
 pub use users::User;
 
 /// Serialises `Vec<u8>` as standard base64 so binary values survive JSON.
@@ -30,3 +37,6 @@ pub mod base64_bytes {
         STANDARD.decode(text.as_bytes()).map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests;

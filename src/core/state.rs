@@ -4,9 +4,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::agents::{Agent, AgentStatus};
 use super::command::{Command, Response};
 use super::kv::{self, KvStore, Written};
+use super::tasks::{self, Task, TaskState, TaskStatus};
 use super::users::{self, User};
+
+/// Terminal tasks kept for `task list --completed` and reconciliation; older ones are dropped.
+pub const COMPLETED_TASKS_KEPT: usize = 1000;
 
 /// A master as the Raft membership knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,13 +33,17 @@ pub struct ClusterIdentity {
 }
 
 /// Everything the masters agree on. Later issues add agents, apps, tasks and packages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub identity: Option<ClusterIdentity>,
     /// The latest membership, mirrored from Raft membership entries.
     pub masters: Vec<MasterInfo>,
     pub kv: KvStore,
     pub users: BTreeMap<String, User>,
+    #[serde(default)]
+    pub agents: BTreeMap<String, Agent>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Task>,
     /// Index of the last applied log entry (0 before any).
     pub last_applied: u64,
 }
@@ -92,6 +101,159 @@ impl State {
                 let existed = self.users.remove(uid).is_some();
                 Response::UserDeleted { uid: uid.clone(), existed }
             }
+            Command::AgentRegister { registration: r, at_ms } => self.register_agent(r, *at_ms),
+            Command::AgentUnreachable { agent_id, at_ms } => self.mark_unreachable(agent_id, *at_ms),
+            Command::AgentSetMode { agent_id, mode, at_ms } => match self.agents.get_mut(agent_id) {
+                Some(agent) => {
+                    agent.mode = *mode;
+                    agent.status_changed_at_ms = *at_ms;
+                    Response::AgentUpdated { agent_id: agent_id.clone() }
+                }
+                None => Response::Rejected { message: format!("no agent {agent_id:?}") },
+            },
+            Command::TaskLaunch { task } => self.launch(task),
+            Command::TaskStatusUpdate { status } => self.update_task(status),
+            Command::TaskKill { task_id, grace_ms, .. } => match self.tasks.get_mut(task_id) {
+                Some(task) if task.state.is_terminal() => {
+                    Response::Rejected { message: format!("task {task_id} already ended ({})", task.state.as_str()) }
+                }
+                Some(task) => {
+                    task.kill_grace_ms = Some(*grace_ms);
+                    Response::TaskKillRequested { task_id: task_id.clone() }
+                }
+                None => Response::Rejected { message: format!("no task {task_id:?}") },
+            },
+        }
+    }
+
+    fn register_agent(&mut self, r: &super::agents::AgentRegistration, at_ms: u64) -> Response {
+        if let Err(message) = r.total.validate("resources") {
+            return Response::Rejected { message };
+        }
+        if r.agent_id.is_empty() || r.hostname.is_empty() {
+            return Response::Rejected { message: "agent_id and hostname must not be empty".into() };
+        }
+        let reregistered = match self.agents.get_mut(&r.agent_id) {
+            Some(agent) => {
+                agent.hostname = r.hostname.clone();
+                agent.address = r.address.clone();
+                agent.api = r.api.clone();
+                agent.total = r.total.clone();
+                agent.attributes = r.attributes.clone();
+                agent.public = r.public;
+                agent.version = r.version.clone();
+                if agent.status != AgentStatus::Active {
+                    agent.status = AgentStatus::Active;
+                    agent.status_changed_at_ms = at_ms;
+                }
+                true
+            }
+            None => {
+                self.agents.insert(
+                    r.agent_id.clone(),
+                    Agent {
+                        id: r.agent_id.clone(),
+                        hostname: r.hostname.clone(),
+                        address: r.address.clone(),
+                        api: r.api.clone(),
+                        total: r.total.clone(),
+                        attributes: r.attributes.clone(),
+                        public: r.public,
+                        status: AgentStatus::Active,
+                        mode: Default::default(),
+                        registered_at_ms: at_ms,
+                        status_changed_at_ms: at_ms,
+                        version: r.version.clone(),
+                    },
+                );
+                false
+            }
+        };
+        Response::AgentRegistered { agent_id: r.agent_id.clone(), reregistered }
+    }
+
+    fn mark_unreachable(&mut self, agent_id: &str, at_ms: u64) -> Response {
+        let Some(agent) = self.agents.get_mut(agent_id) else {
+            return Response::Rejected { message: format!("no agent {agent_id:?}") };
+        };
+        agent.status = AgentStatus::Unreachable;
+        agent.status_changed_at_ms = at_ms;
+        let ids: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|t| t.agent_id == agent_id && !t.state.is_terminal() && t.state != TaskState::TASK_UNREACHABLE)
+            .map(|t| t.id.clone())
+            .collect();
+        for id in ids {
+            let status = TaskStatus {
+                task_id: id.clone(),
+                uuid: format!("unreachable-{at_ms}-{id}"),
+                state: TaskState::TASK_UNREACHABLE,
+                reason: Some("REASON_SLAVE_REMOVED".into()),
+                message: format!("agent {agent_id} is unreachable"),
+                timestamp_ms: at_ms,
+                exit_code: None,
+                healthy: None,
+                source: "SOURCE_MASTER".into(),
+            };
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.update(&status);
+            }
+        }
+        Response::AgentUpdated { agent_id: agent_id.to_string() }
+    }
+
+    fn launch(&mut self, task: &Task) -> Response {
+        if self.tasks.contains_key(&task.id) {
+            return Response::Rejected { message: format!("task id {} is already in use", task.id) };
+        }
+        if let Err(message) = tasks::validate_spec(&task.spec) {
+            return Response::Rejected { message };
+        }
+        let Some(agent) = self.agents.get(&task.agent_id) else {
+            return Response::Rejected { message: format!("no agent {:?}", task.agent_id) };
+        };
+        if !agent.accepts_tasks() {
+            return Response::Rejected { message: format!("agent {} does not accept tasks now", agent.id) };
+        }
+        let (free, used) = super::placement::free_on(self, &task.agent_id).expect("agent exists");
+        if !free.fits(&task.spec.resources) {
+            return Response::Rejected { message: format!("agent {} no longer has room for the task", task.agent_id) };
+        }
+        if task.ports.len() != usize::from(task.spec.port_count)
+            || task.ports.iter().any(|p| used.contains(p) || !agent.total.has_port(*p))
+        {
+            return Response::Rejected {
+                message: format!("ports {:?} are not free on agent {}", task.ports, task.agent_id),
+            };
+        }
+        let mut task = task.clone();
+        task.state = TaskState::TASK_STAGING;
+        self.tasks.insert(task.id.clone(), task.clone());
+        Response::TaskLaunched { task_id: task.id }
+    }
+
+    fn update_task(&mut self, status: &TaskStatus) -> Response {
+        let Some(task) = self.tasks.get_mut(&status.task_id) else {
+            return Response::Rejected { message: format!("no task {:?}", status.task_id) };
+        };
+        let applied = task.update(status);
+        if applied && status.state.is_terminal() {
+            self.trim_completed();
+        }
+        Response::TaskUpdated { task_id: status.task_id.clone(), applied }
+    }
+
+    /// Drops the oldest terminal tasks beyond [`COMPLETED_TASKS_KEPT`].
+    fn trim_completed(&mut self) {
+        let mut done: Vec<(u64, String)> =
+            self.tasks.values().filter(|t| t.state.is_terminal()).map(|t| (t.updated_at_ms, t.id.clone())).collect();
+        if done.len() <= COMPLETED_TASKS_KEPT {
+            return;
+        }
+        done.sort();
+        for (_, id) in done.iter().take(done.len() - COMPLETED_TASKS_KEPT) {
+            self.tasks.remove(id);
         }
     }
 
