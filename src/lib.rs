@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod core;
 pub mod dev;
 pub mod image;

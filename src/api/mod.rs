@@ -4,6 +4,8 @@
 //! **Architecture invariant:** handlers never mutate state themselves; every change is a
 //! `core::Command` proposed through `Master::propose`.
 
+pub mod agent_protocol;
+pub mod agents;
 pub mod auth;
 pub mod client;
 pub mod cluster;
@@ -12,6 +14,7 @@ pub mod internal;
 pub mod kv;
 pub mod query;
 pub mod server;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -45,6 +48,12 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/v1/kv", get(kv::get_root))
         .route("/v1/kv/", get(kv::get_root))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/agents", get(agents::list))
+        .route("/v1/agents/{id}", get(agents::show))
+        .route("/v1/agents/{id}/mode", post(agents::set_mode))
+        .route("/v1/tasks", get(tasks::list).post(tasks::run))
+        .route("/v1/tasks/{id}", get(tasks::show))
+        .route("/v1/tasks/{id}/kill", post(tasks::kill))
         .route("/acs/api/v1/users", get(auth::list_users))
         .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
         .route_layer(from_fn_with_state(master.clone(), auth::require_token));
@@ -59,7 +68,15 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route_layer(from_fn_with_state(master.clone(), auth::require_master))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES));
 
+    let agent = Router::new()
+        .route(agent_protocol::PATH_REGISTER, post(agents::register))
+        .route(agent_protocol::PATH_EVENTS, get(agents::events))
+        .route(agent_protocol::PATH_HEARTBEAT, post(agents::heartbeat))
+        .route(agent_protocol::PATH_STATUS, post(agents::status))
+        .route_layer(axum::middleware::from_fn(agents::require_agent));
+
     Router::new()
+        .merge(agent)
         .merge(public.merge(protected).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .merge(internal)
         .fallback(kv::not_found)

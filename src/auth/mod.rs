@@ -91,10 +91,7 @@ pub fn token_from_header(value: &str) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Seconds since the Unix epoch, from the system clock.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+pub use crate::clock::now_secs;
 
 #[cfg(test)]
 mod tests {

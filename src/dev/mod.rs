@@ -130,6 +130,7 @@ fn prepare(dir: &Path, masters: u8) -> Result<Prepared> {
                 admin_password_file: Some(password_file.clone()),
             },
             raft: RaftTuning::default(),
+            agents: Default::default(),
         };
         let path = node_dir.join("master.toml");
         pki::ca::write_file(&path, &config.to_toml(), false)?;

@@ -82,6 +82,22 @@ impl Default for RaftTuning {
     }
 }
 
+/// How the leader watches agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentTimeouts {
+    /// How often agents heartbeat (told to them at registration).
+    pub heartbeat_interval_ms: u64,
+    /// An agent silent this long is marked UNREACHABLE and its tasks TASK_UNREACHABLE.
+    pub unreachable_after_ms: u64,
+}
+
+impl Default for AgentTimeouts {
+    fn default() -> Self {
+        Self { heartbeat_interval_ms: 2_000, unreachable_after_ms: 20_000 }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
@@ -101,6 +117,8 @@ pub struct MasterConfig {
     pub bootstrap: BootstrapConfig,
     #[serde(default)]
     pub raft: RaftTuning,
+    #[serde(default)]
+    pub agents: AgentTimeouts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +163,8 @@ struct PartialConfig {
     bootstrap: BootstrapConfig,
     #[serde(default)]
     raft: RaftTuning,
+    #[serde(default)]
+    agents: AgentTimeouts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,7 +227,13 @@ impl MasterConfig {
                 message: "admin_user and admin_password_file go together; set both or neither".into(),
             });
         }
-        let raft = partial.raft;
+        let raft = partial.raft.clone();
+        if partial.agents.unreachable_after_ms < 2 * partial.agents.heartbeat_interval_ms {
+            return Err(ConfigError::Invalid {
+                field: "agents",
+                message: "unreachable_after_ms must be at least twice heartbeat_interval_ms".into(),
+            });
+        }
         if raft.election_min_ms <= raft.heartbeat_ms || raft.election_max_ms <= raft.election_min_ms {
             return Err(ConfigError::Invalid {
                 field: "raft",
@@ -227,6 +253,7 @@ impl MasterConfig {
             },
             bootstrap,
             raft,
+            agents: partial.agents,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The master: Raft node, storage, networking and the leader's duties.
 
+pub mod agents;
 pub mod config;
 pub mod engine;
 pub mod network;

@@ -89,6 +89,10 @@ pub struct Master {
     pub started: Instant,
     /// How long a write or linearizable read may wait for a leader and a quorum.
     pub request_timeout: Duration,
+    /// The last applied log index; changes whenever the state does.
+    pub applied: watch::Receiver<u64>,
+    /// Agents connected to this master while it leads.
+    pub agents: super::agents::AgentHub,
     bootstrap_admin: Option<User>,
 }
 
@@ -254,6 +258,7 @@ pub async fn start(
     let log_store = LogStore::new(engine.clone());
     let sm = StateMachineStore::open(engine.clone()).map_err(|e| data_dir_err(&config, e.to_string()))?;
     let state = sm.state();
+    let applied = sm.subscribe();
     let cluster_state = state.clone();
     let network = Network {
         self_id: identity.id,
@@ -278,6 +283,8 @@ pub async fn start(
         ca_pem,
         started: Instant::now(),
         request_timeout,
+        applied,
+        agents: Default::default(),
         bootstrap_admin,
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");
@@ -287,7 +294,8 @@ pub async fn start(
     let server = tokio::spawn(crate::api::server::serve(listener, server_tls, app, shutdown_rx));
     let bootstrap = tokio::spawn(bootstrap_loop(master.clone()));
     let duties = tokio::spawn(leader_duties(master.clone()));
-    Ok(RunningMaster { master, addr, shutdown, tasks: vec![server, bootstrap, duties] })
+    let agent_duties = tokio::spawn(super::agents::agent_duties(master.clone()));
+    Ok(RunningMaster { master, addr, shutdown, tasks: vec![server, bootstrap, duties, agent_duties] })
 }
 
 /// On a fresh cluster, the initial master with the smallest name gathers every initial
@@ -339,7 +347,7 @@ async fn leader_duties(master: Arc<Master>) {
         if is_leader && uninitialised {
             let command = Command::InitCluster {
                 cluster_id: new_cluster_id(),
-                created_at_ms: crate::auth::now_secs() * 1000,
+                created_at_ms: crate::clock::now_ms(),
                 token_secret: crate::auth::new_token_secret(),
                 admin: master.bootstrap_admin.clone(),
             };

@@ -193,6 +193,8 @@ pub struct StateMachineStore {
     engine: Arc<dyn Engine>,
     state: Arc<RwLock<State>>,
     applied: Arc<RwLock<(Option<LogId>, StoredMembership)>>,
+    /// The last applied index, for loops that react to state changes.
+    applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -225,7 +227,18 @@ impl StateMachineStore {
             state = decode(&data).map_err(|e| read_err(ErrorSubject::Snapshot(Some(meta.meta.signature())), e))?;
             applied = (meta.meta.last_log_id, meta.meta.last_membership.clone());
         }
-        Ok(Self { engine, state: Arc::new(RwLock::new(state)), applied: Arc::new(RwLock::new(applied)) })
+        let index = applied.0.map_or(0, |l: LogId| l.index);
+        Ok(Self {
+            engine,
+            state: Arc::new(RwLock::new(state)),
+            applied: Arc::new(RwLock::new(applied)),
+            applied_tx: Arc::new(tokio::sync::watch::channel(index).0),
+        })
+    }
+
+    /// Changes whenever entries are applied or a snapshot is installed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_tx.subscribe()
     }
 
     /// The shared state, for readers (API, DNS, leader loops). Never hold the guard across
@@ -295,6 +308,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             }
         }
+        self.applied_tx.send_replace(state.last_applied);
         Ok(responses)
     }
 
@@ -318,6 +332,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.engine.flush().await.map_err(|e| write_err(ErrorSubject::Snapshot(Some(meta.signature())), e))?;
         *self.state.write().expect("state lock") = new_state;
         *self.applied.write().expect("applied lock") = (meta.last_log_id, meta.last_membership.clone());
+        self.applied_tx.send_replace(meta.last_log_id.map_or(0, |l| l.index));
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "installed snapshot");
         Ok(())
     }

@@ -99,6 +99,7 @@ impl TestCluster {
                 admin_password_file: Some(self.dir.path().join("password")),
             },
             raft: self.tuning.clone(),
+            agents: medos::master::config::AgentTimeouts { heartbeat_interval_ms: 200, unreachable_after_ms: 1_500 },
         }
     }
 

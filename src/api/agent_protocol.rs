@@ -1,0 +1,71 @@
+//! The master ↔ agent protocol: JSON over the masters' HTTPS port, agent certificates only.
+//!
+//! The agent always dials the leader: it registers (`POST …/register`, with every task it
+//! knows for reconciliation), keeps an event stream open (`GET …/events`, one JSON event per
+//! line: launch, kill, ping), heartbeats (`POST …/heartbeat`) and sends status updates
+//! (`POST …/status`, answered once the update is committed). A master that is not the leader
+//! answers 421 with the leader's URL.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::{AgentRegistration, Task, TaskState, TaskStatus};
+
+pub const PATH_REGISTER: &str = "/internal/agent/v1/register";
+pub const PATH_EVENTS: &str = "/internal/agent/v1/events";
+pub const PATH_HEARTBEAT: &str = "/internal/agent/v1/heartbeat";
+pub const PATH_STATUS: &str = "/internal/agent/v1/status";
+
+/// A task the agent knows, reported at registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub task_id: String,
+    pub state: TaskState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Empty on the first registration: the master assigns an id.
+    pub registration: AgentRegistration,
+    #[serde(default)]
+    pub tasks: Vec<TaskReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub agent_id: String,
+    pub heartbeat_interval_ms: u64,
+    pub leader: String,
+}
+
+/// Answer of a master that is not the leader (HTTP 421).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotLeader {
+    pub leader_api: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    pub agent_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusRequest {
+    pub agent_id: String,
+    pub status: TaskStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// False for a duplicate or a transition the master does not accept (still acknowledged).
+    pub applied: bool,
+}
+
+/// Events on the stream from the leader to an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    Launch { task: Box<Task> },
+    Kill { task_id: String, grace_ms: u64 },
+    /// Sent every heartbeat interval so the agent notices a dead stream.
+    Ping,
+}

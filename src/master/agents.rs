@@ -1,0 +1,219 @@
+//! The leader's view of connected agents: event streams, heartbeats, and the loop that sends
+//! launches and kills, marks silent agents unreachable, and drains agents.
+//!
+//! Nothing here is replicated: heartbeat times and open streams are per-leader facts. A new
+//! leader gives every agent a full timeout from the moment it took over before marking it
+//! unreachable, and re-sends whatever the state says an agent should run or kill (agents
+//! ignore launches of tasks they already have).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::node::Master;
+use crate::api::agent_protocol::{AgentEvent, TaskReport};
+use crate::core::{AgentMode, AgentStatus, Command, TaskState, TaskStatus};
+
+#[derive(Default)]
+struct Session {
+    last_seen: Option<Instant>,
+    stream: Option<mpsc::Sender<AgentEvent>>,
+    sent_launch: HashSet<String>,
+    sent_kill: HashSet<String>,
+    /// Tasks the agent runs that the masters do not want (from reconciliation).
+    kill_unknown: Vec<String>,
+}
+
+/// Connected agents, kept by the leader.
+#[derive(Default)]
+pub struct AgentHub {
+    sessions: Mutex<HashMap<String, Session>>,
+    leader_since: Mutex<Option<Instant>>,
+}
+
+/// Events buffered per agent stream before the stream counts as stuck.
+const STREAM_BUFFER: usize = 1024;
+
+impl AgentHub {
+    pub fn heartbeat(&self, agent_id: &str) {
+        let mut sessions = self.sessions.lock().expect("hub lock");
+        sessions.entry(agent_id.to_string()).or_default().last_seen = Some(Instant::now());
+    }
+
+    /// Opens (or replaces) an agent's event stream.
+    pub fn open_stream(&self, agent_id: &str) -> mpsc::Receiver<AgentEvent> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let mut sessions = self.sessions.lock().expect("hub lock");
+        let session = sessions.entry(agent_id.to_string()).or_default();
+        session.stream = Some(tx);
+        session.last_seen = Some(Instant::now());
+        session.sent_launch.clear();
+        session.sent_kill.clear();
+        rx
+    }
+
+    /// Records, at (re)registration, tasks the agent runs that must be killed.
+    pub fn kill_unknown(&self, agent_id: &str, task_ids: Vec<String>) {
+        let mut sessions = self.sessions.lock().expect("hub lock");
+        sessions.entry(agent_id.to_string()).or_default().kill_unknown.extend(task_ids);
+    }
+
+    fn became_leader(&self, leader: bool) {
+        let mut since = self.leader_since.lock().expect("hub lock");
+        match (leader, since.is_some()) {
+            (true, false) => {
+                *since = Some(Instant::now());
+                // Streams opened with an earlier leader are gone; heartbeats start afresh.
+                self.sessions.lock().expect("hub lock").clear();
+            }
+            (false, true) => {
+                *since = None;
+                self.sessions.lock().expect("hub lock").clear();
+            }
+            _ => {}
+        }
+    }
+}
+
+use crate::clock::now_ms;
+
+/// The leader's periodic work on agents. Runs on every master; acts only while leader.
+pub async fn agent_duties(master: std::sync::Arc<Master>) {
+    let interval = Duration::from_millis(master.config.agents.heartbeat_interval_ms);
+    let unreachable_after = Duration::from_millis(master.config.agents.unreachable_after_ms);
+    let mut applied = master.applied.clone();
+    let mut tick = tokio::time::interval(interval.min(Duration::from_millis(500)));
+    let mut last_ping = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = applied.changed() => if changed.is_err() { return },
+        }
+        let leader = master.is_leader();
+        master.agents.became_leader(leader);
+        if !leader {
+            continue;
+        }
+        let ping = last_ping.elapsed() >= interval;
+        if ping {
+            last_ping = Instant::now();
+        }
+        dispatch(&master, ping);
+        for command in overdue(&master, unreachable_after).into_iter().chain(drains(&master)) {
+            if let Err(e) = master.propose(command).await {
+                tracing::warn!(error = %e, "agent bookkeeping write failed; retrying on the next tick");
+            }
+        }
+    }
+}
+
+/// Sends launches, kills and pings on open streams.
+fn dispatch(master: &Master, ping: bool) {
+    let state = master.state.read().expect("state lock");
+    let mut sessions = master.agents.sessions.lock().expect("hub lock");
+    for (agent_id, session) in sessions.iter_mut() {
+        let Some(stream) = session.stream.clone() else { continue };
+        let mut events = Vec::new();
+        for task in state.tasks.values().filter(|t| &t.agent_id == agent_id) {
+            if task.state == TaskState::TASK_STAGING && !session.sent_launch.contains(&task.id) {
+                session.sent_launch.insert(task.id.clone());
+                events.push(AgentEvent::Launch { task: Box::new(task.clone()) });
+            }
+            if let Some(grace_ms) = task.kill_grace_ms
+                && !task.state.is_terminal()
+                && !session.sent_kill.contains(&task.id)
+            {
+                session.sent_kill.insert(task.id.clone());
+                events.push(AgentEvent::Kill { task_id: task.id.clone(), grace_ms });
+            }
+        }
+        for task_id in session.kill_unknown.drain(..) {
+            events.push(AgentEvent::Kill { task_id, grace_ms: 0 });
+        }
+        if ping {
+            events.push(AgentEvent::Ping);
+        }
+        for event in events {
+            if stream.try_send(event).is_err() {
+                // Closed or stuck: forget the stream; the agent reconnects and gets everything again.
+                tracing::info!(agent = %agent_id, "agent event stream closed");
+                session.stream = None;
+                session.sent_launch.clear();
+                session.sent_kill.clear();
+                break;
+            }
+        }
+    }
+}
+
+/// Agents silent for too long.
+fn overdue(master: &Master, unreachable_after: Duration) -> Vec<Command> {
+    let since = master.agents.leader_since.lock().expect("hub lock").unwrap_or_else(Instant::now);
+    let state = master.state.read().expect("state lock");
+    let sessions = master.agents.sessions.lock().expect("hub lock");
+    state
+        .agents
+        .values()
+        .filter(|a| a.status == AgentStatus::Active)
+        .filter(|a| {
+            let seen = sessions.get(&a.id).and_then(|s| s.last_seen).unwrap_or(since).max(since);
+            seen.elapsed() > unreachable_after
+        })
+        .map(|a| {
+            tracing::warn!(agent = %a.id, hostname = %a.hostname, "agent missed its heartbeats; marking it unreachable");
+            Command::AgentUnreachable { agent_id: a.id.clone(), at_ms: now_ms() }
+        })
+        .collect()
+}
+
+/// Kill requests for tasks on draining agents.
+fn drains(master: &Master) -> Vec<Command> {
+    let state = master.state.read().expect("state lock");
+    state
+        .tasks
+        .values()
+        .filter(|t| !t.state.is_terminal() && t.kill_grace_ms.is_none())
+        .filter(|t| state.agents.get(&t.agent_id).is_some_and(|a| a.mode == AgentMode::Draining))
+        .map(|t| Command::TaskKill { task_id: t.id.clone(), grace_ms: t.spec.kill_grace_ms, at_ms: now_ms() })
+        .collect()
+}
+
+/// Reconciles what an agent reports at registration with the masters' state: tasks the
+/// masters think run there but the agent does not know are lost; tasks the agent runs that
+/// the masters do not want are killed.
+pub fn reconcile(master: &Master, agent_id: &str, reports: &[TaskReport]) -> (Vec<Command>, Vec<String>) {
+    let state = master.state.read().expect("state lock");
+    let known: HashSet<&str> = reports.iter().map(|r| r.task_id.as_str()).collect();
+    let lost = state
+        .tasks
+        .values()
+        .filter(|t| t.agent_id == agent_id && !t.state.is_terminal() && !known.contains(t.id.as_str()))
+        // A task still staging may simply not have reached the agent yet.
+        .filter(|t| t.state != TaskState::TASK_STAGING)
+        .map(|t| Command::TaskStatusUpdate {
+            status: TaskStatus {
+                task_id: t.id.clone(),
+                uuid: format!("reconcile-{}-{}", now_ms(), t.id),
+                state: TaskState::TASK_LOST,
+                reason: Some("REASON_RECONCILIATION".into()),
+                message: format!("agent {agent_id} does not know this task"),
+                timestamp_ms: now_ms(),
+                exit_code: None,
+                healthy: None,
+                source: "SOURCE_MASTER".into(),
+            },
+        })
+        .collect();
+    let unwanted = reports
+        .iter()
+        .filter(|r| !r.state.is_terminal())
+        .filter(|r| match state.tasks.get(&r.task_id) {
+            None => true,
+            Some(t) => t.agent_id != agent_id || t.state.is_terminal(),
+        })
+        .map(|r| r.task_id.clone())
+        .collect();
+    (lost, unwanted)
+}
