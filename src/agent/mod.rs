@@ -1,3 +1,95 @@
-//! The agent: runs tasks on a worker host.
+//! The agent: registers this host's resources with the leader and runs the tasks it is sent.
+//!
+//! `session` talks to the masters, `executor` turns launches and kills into container
+//! operations and status updates, `outbox` keeps updates until the masters acknowledge them,
+//! `runtime` is the container runtime (namespaces, cgroups, images).
 
+pub mod checkpoint;
+pub mod config;
+pub mod executor;
+pub mod fake;
+pub mod outbox;
+pub mod resources;
 pub mod runtime;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::core::AgentRegistration;
+pub use config::AgentConfig;
+pub use executor::{Containers, Exit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] config::AgentConfigError),
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error("work dir {path}: {message}")]
+    WorkDir { path: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub struct RunningAgent {
+    pub session: Arc<session::Session>,
+    pub executor: Arc<executor::Executor>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningAgent {
+    /// Stops talking to the masters. Tasks keep running (they are not the agent's children
+    /// in the real runtime); a restarted agent re-attaches to them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+
+    /// Simulates `kill -9` of the agent (in-process tests).
+    pub fn crash(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts an agent with the given container runtime.
+pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Result<RunningAgent, AgentError> {
+    crate::pki::install_crypto_provider();
+    config.validate()?;
+    let work_err = |message: String| AgentError::WorkDir { path: config.work_dir.display().to_string(), message };
+    std::fs::create_dir_all(&config.work_dir).map_err(|e| work_err(e.to_string()))?;
+    let total = resources::detect(&config).map_err(AgentError::Other)?;
+    let client_tls = config.tls.mutual_client_config()?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls)
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| AgentError::Other(format!("building the HTTP client: {e}")))?;
+    let outbox = Arc::new(outbox::Outbox::open(&config.work_dir.join("outbox")).map_err(work_err)?);
+    let executor = Arc::new(executor::Executor::open(&config.work_dir, containers, outbox.clone()).map_err(work_err)?);
+    let registration = AgentRegistration {
+        agent_id: String::new(),
+        hostname: config.hostname.clone(),
+        address: config.address.clone(),
+        api: config.api.clone(),
+        total,
+        attributes: config.attributes.clone(),
+        public: config.public,
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let session = Arc::new(session::Session::new(
+        config.masters.clone(),
+        http,
+        registration,
+        executor.clone(),
+        outbox,
+        config.work_dir.join("agent-id"),
+    ));
+    let (shutdown, rx) = watch::channel(false);
+    let task = tokio::spawn(session.clone().run(rx));
+    Ok(RunningAgent { session, executor, shutdown, task })
+}

@@ -64,8 +64,13 @@ pub struct StatusResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentEvent {
-    Launch { task: Box<Task> },
-    Kill { task_id: String, grace_ms: u64 },
+    Launch {
+        task: Box<Task>,
+    },
+    Kill {
+        task_id: String,
+        grace_ms: u64,
+    },
     /// Sent every heartbeat interval so the agent notices a dead stream.
     Ping,
 }

@@ -43,7 +43,10 @@ fn new_agent_id() -> String {
 }
 
 /// `POST /internal/agent/v1/register`.
-pub async fn register(State(master): State<Arc<Master>>, body: JsonBody<RegisterRequest>) -> Result<Response, ApiError> {
+pub async fn register(
+    State(master): State<Arc<Master>>,
+    body: JsonBody<RegisterRequest>,
+) -> Result<Response, ApiError> {
     let Json(mut req) = body?;
     if !master.is_leader() {
         return Ok(not_leader(&master));
@@ -53,6 +56,8 @@ pub async fn register(State(master): State<Arc<Master>>, body: JsonBody<Register
         req.registration.agent_id = new_agent_id();
     }
     let agent_id = req.registration.agent_id.clone();
+    // Counts as a heartbeat first, so the leader does not mark it unreachable mid-registration.
+    master.agents.heartbeat(&agent_id);
     let command = Command::AgentRegister { registration: req.registration, at_ms: crate::clock::now_ms() };
     match master.propose(command).await? {
         CoreResponse::AgentRegistered { reregistered, .. } => {
@@ -112,7 +117,10 @@ pub async fn events(
 }
 
 /// `POST /internal/agent/v1/heartbeat`.
-pub async fn heartbeat(State(master): State<Arc<Master>>, body: JsonBody<HeartbeatRequest>) -> Result<Response, ApiError> {
+pub async fn heartbeat(
+    State(master): State<Arc<Master>>,
+    body: JsonBody<HeartbeatRequest>,
+) -> Result<Response, ApiError> {
     let Json(req) = body?;
     if !master.is_leader() {
         return Ok(not_leader(&master));
@@ -133,7 +141,10 @@ pub async fn heartbeat(State(master): State<Arc<Master>>, body: JsonBody<Heartbe
 }
 
 /// `POST /internal/agent/v1/status`: answered once the update is committed.
-pub async fn status(State(master): State<Arc<Master>>, body: JsonBody<StatusRequest>) -> Result<Json<StatusResponse>, ApiError> {
+pub async fn status(
+    State(master): State<Arc<Master>>,
+    body: JsonBody<StatusRequest>,
+) -> Result<Json<StatusResponse>, ApiError> {
     let Json(req) = body?;
     match master.propose(Command::TaskStatusUpdate { status: req.status }).await? {
         CoreResponse::TaskUpdated { applied, .. } => Ok(Json(StatusResponse { applied })),
@@ -209,7 +220,10 @@ pub async fn set_mode(
         state.agents.values().find(|a| a.id == id || a.hostname == id).map(|a| a.id.clone())
     }
     .ok_or_else(|| ApiError::NotFound(format!("no agent {id:?}; see `medos node list`")))?;
-    match master.propose(Command::AgentSetMode { agent_id: agent_id.clone(), mode, at_ms: crate::clock::now_ms() }).await? {
+    match master
+        .propose(Command::AgentSetMode { agent_id: agent_id.clone(), mode, at_ms: crate::clock::now_ms() })
+        .await?
+    {
         CoreResponse::AgentUpdated { .. } => {}
         CoreResponse::Rejected { message } => return Err(ApiError::BadRequest(message)),
         other => return Err(ApiError::Internal(format!("unexpected result {other:?}"))),

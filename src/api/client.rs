@@ -192,6 +192,36 @@ impl Client {
         self.call(Method::DELETE, &format!("/v1/masters/{}", encode_key(name)), None, false).await
     }
 
+    pub async fn run_task(&self, request: &super::tasks::RunTask) -> Result<crate::core::Task, ClientError> {
+        self.call_json(Method::POST, "/v1/tasks", request).await
+    }
+
+    pub async fn tasks(&self, completed: bool) -> Result<Vec<crate::core::Task>, ClientError> {
+        self.call(Method::GET, if completed { "/v1/tasks?completed" } else { "/v1/tasks" }, None, false).await
+    }
+
+    pub async fn task(&self, id: &str) -> Result<crate::core::Task, ClientError> {
+        self.call(Method::GET, &format!("/v1/tasks/{}", encode_key(id)), None, false).await
+    }
+
+    pub async fn kill_task(&self, id: &str, grace_seconds: Option<f64>) -> Result<crate::core::Task, ClientError> {
+        let body = super::tasks::KillRequest { grace_seconds };
+        self.call_json(Method::POST, &format!("/v1/tasks/{}/kill", encode_key(id)), &body).await
+    }
+
+    pub async fn agents(&self) -> Result<Vec<super::agents::AgentView>, ClientError> {
+        self.call(Method::GET, "/v1/agents", None, false).await
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<super::agents::AgentView, ClientError> {
+        self.call(Method::GET, &format!("/v1/agents/{}", encode_key(id)), None, false).await
+    }
+
+    pub async fn set_agent_mode(&self, id: &str, mode: &str) -> Result<super::agents::AgentView, ClientError> {
+        let body = super::agents::ModeRequest { mode: mode.to_string() };
+        self.call_json(Method::POST, &format!("/v1/agents/{}/mode", encode_key(id)), &body).await
+    }
+
     pub async fn metadata(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::GET, "/metadata", None, false).await
     }

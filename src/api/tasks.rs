@@ -98,7 +98,10 @@ impl RunTask {
 }
 
 /// `POST /v1/tasks`: places and launches a task; answers 201 with the task (TASK_STAGING).
-pub async fn run(State(master): State<Arc<Master>>, body: JsonBody<RunTask>) -> Result<(StatusCode, Json<Task>), ApiError> {
+pub async fn run(
+    State(master): State<Arc<Master>>,
+    body: JsonBody<RunTask>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
     let Json(req) = body?;
     let spec = req.spec()?;
     let id = task_id(&spec.name);
@@ -110,7 +113,8 @@ pub async fn run(State(master): State<Arc<Master>>, body: JsonBody<RunTask>) -> 
             place(&state, &spec)
         };
         let placement = placement.map_err(|refusals| {
-            let reasons: Vec<String> = refusals.iter().map(|r| format!("{} ({}): {}", r.hostname, r.agent_id, r.reason)).collect();
+            let reasons: Vec<String> =
+                refusals.iter().map(|r| format!("{} ({}): {}", r.hostname, r.agent_id, r.reason)).collect();
             ApiError::Conflict {
                 code: "ERR_NO_PLACEMENT",
                 message: if reasons.is_empty() {
@@ -143,7 +147,9 @@ pub async fn run(State(master): State<Arc<Master>>, body: JsonBody<RunTask>) -> 
                 let state = master.state.read().expect("state lock");
                 return Ok((StatusCode::CREATED, Json(state.tasks[&id].clone())));
             }
-            CoreResponse::Rejected { message } if message.contains("no longer") || message.contains("not free") => continue,
+            CoreResponse::Rejected { message } if message.contains("no longer") || message.contains("not free") => {
+                continue;
+            }
             CoreResponse::Rejected { message } => return Err(ApiError::BadRequest(message)),
             other => return Err(ApiError::Internal(format!("unexpected result {other:?}"))),
         }
@@ -209,7 +215,10 @@ pub async fn kill(
         Some(s) => return Err(ApiError::BadRequest(format!("grace_seconds {s} must be between 0 and 3600"))),
         None => default_grace,
     };
-    match master.propose(Command::TaskKill { task_id: task_id.clone(), grace_ms, at_ms: crate::clock::now_ms() }).await? {
+    match master
+        .propose(Command::TaskKill { task_id: task_id.clone(), grace_ms, at_ms: crate::clock::now_ms() })
+        .await?
+    {
         CoreResponse::TaskKillRequested { .. } => {}
         CoreResponse::Rejected { message } => {
             return Err(ApiError::Conflict { code: "ERR_TASK_ENDED", message, current_revision: None });

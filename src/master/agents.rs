@@ -186,7 +186,7 @@ fn drains(master: &Master) -> Vec<Command> {
 pub fn reconcile(master: &Master, agent_id: &str, reports: &[TaskReport]) -> (Vec<Command>, Vec<String>) {
     let state = master.state.read().expect("state lock");
     let known: HashSet<&str> = reports.iter().map(|r| r.task_id.as_str()).collect();
-    let lost = state
+    let lost: Vec<Command> = state
         .tasks
         .values()
         .filter(|t| t.agent_id == agent_id && !t.state.is_terminal() && !known.contains(t.id.as_str()))
@@ -206,6 +206,24 @@ pub fn reconcile(master: &Master, agent_id: &str, reports: &[TaskReport]) -> (Ve
             },
         })
         .collect();
+    // Tasks marked unreachable while the agent was away come back in the state it reports.
+    let returned = reports.iter().filter(|r| !r.state.is_terminal()).filter_map(|r| {
+        let t = state.tasks.get(&r.task_id)?;
+        (t.agent_id == agent_id && t.state == TaskState::TASK_UNREACHABLE).then(|| Command::TaskStatusUpdate {
+            status: TaskStatus {
+                task_id: t.id.clone(),
+                uuid: format!("reregistered-{}-{}", now_ms(), t.id),
+                state: r.state,
+                reason: Some("REASON_SLAVE_REREGISTERED".into()),
+                message: format!("agent {agent_id} re-registered"),
+                timestamp_ms: now_ms(),
+                exit_code: None,
+                healthy: None,
+                source: "SOURCE_MASTER".into(),
+            },
+        })
+    });
+    let lost: Vec<Command> = lost.into_iter().chain(returned).collect();
     let unwanted = reports
         .iter()
         .filter(|r| !r.state.is_terminal())

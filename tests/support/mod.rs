@@ -59,9 +59,20 @@ where
     }
 }
 
+/// Logs to the test's output when `MEDOS_LOG` is set (e.g. `MEDOS_LOG=medos=debug`).
+pub fn init_logging() {
+    if let Ok(filter) = std::env::var("MEDOS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 impl TestCluster {
     /// Starts `n` masters that bootstrap together.
     pub async fn start(n: usize, tuning: RaftTuning) -> Self {
+        init_logging();
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::init(&dir.path().join("pki"), "test").unwrap();
         std::fs::write(dir.path().join("password"), PASSWORD).unwrap();
@@ -187,6 +198,34 @@ impl TestCluster {
         })
         .await;
         self.nodes.get_mut(name).unwrap().running = Some(running);
+    }
+
+    /// Config for an in-process agent named `name` with a certificate from the test CA.
+    pub fn agent_config(&self, name: &str) -> medos::agent::AgentConfig {
+        let pki = self.dir.path().join("pki");
+        let issued = self.ca.issue(Role::Agent, name, &["127.0.0.1".into()], &pki).unwrap();
+        medos::agent::AgentConfig {
+            name: name.into(),
+            hostname: name.into(),
+            address: "127.0.0.1".into(),
+            masters: self.nodes.values().map(|n| n.config.advertise.clone()).collect(),
+            work_dir: self.dir.path().join(name),
+            tls: TlsFiles { ca: pki.join("ca.crt"), cert: issued.cert, key: issued.key },
+            ports: vec!["31000-31009".into()],
+            resources: medos::agent::config::ResourceOverrides {
+                cpus: Some(4.0),
+                mem: Some(4096.0),
+                disk: Some(10_000.0),
+            },
+            attributes: Default::default(),
+            public: false,
+            api: String::new(),
+        }
+    }
+
+    /// Any running master.
+    pub fn any_master(&self) -> std::sync::Arc<medos::master::Master> {
+        self.nodes.values().find_map(|n| n.running.as_ref()).expect("a running master").master.clone()
     }
 
     pub fn data_dir(&self, name: &str) -> PathBuf {

@@ -1,0 +1,135 @@
+//! `medos agent` configuration: a TOML file and/or flags (flags win).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::PortRange;
+use crate::pki::TlsFiles;
+
+/// Resource figures that replace the detected ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceOverrides {
+    pub cpus: Option<f64>,
+    /// MiB.
+    pub mem: Option<f64>,
+    /// MiB.
+    pub disk: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Unique name; also the certificate's CN. Defaults to the hostname.
+    pub name: String,
+    /// Host name reported to the masters (DNS names use it later).
+    pub hostname: String,
+    /// IP address tasks on this agent are reached at.
+    pub address: String,
+    /// Master URLs; the agent finds the leader among them.
+    pub masters: Vec<String>,
+    /// Sandboxes, checkpoints and the runtime's state live here.
+    pub work_dir: PathBuf,
+    pub tls: TlsFiles,
+    /// Host ports offered to tasks, e.g. `31000-32000`.
+    #[serde(default = "default_ports")]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub resources: ResourceOverrides,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// A public agent (Mesos role `slave_public`), for load balancers and edge services.
+    #[serde(default)]
+    pub public: bool,
+    /// The agent's own API URL reported to masters (sandbox files, logs, exec).
+    #[serde(default)]
+    pub api: String,
+}
+
+fn default_ports() -> Vec<String> {
+    vec!["31000-32000".into()]
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid setting `{field}`: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// Parses `31000-32000` (or a single port) into a range.
+pub fn parse_range(text: &str) -> Result<PortRange, String> {
+    let (a, b) = text.split_once('-').unwrap_or((text, text));
+    let parse = |s: &str| s.trim().parse::<u16>().map_err(|_| format!("{text:?} is not a port range like 31000-32000"));
+    let range = PortRange { begin: parse(a)?, end: parse(b)? };
+    if range.begin == 0 || range.end < range.begin {
+        return Err(format!("{text:?}: a range needs 1 <= begin <= end"));
+    }
+    Ok(range)
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, AgentConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| AgentConfigError::Read { path: path.to_path_buf(), source })?;
+        let config: AgentConfig = toml::from_str(&text)
+            .map_err(|e| AgentConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), AgentConfigError> {
+        if self.name.is_empty() {
+            return Err(AgentConfigError::Invalid { field: "name", message: "must not be empty".into() });
+        }
+        if self.masters.is_empty() || self.masters.iter().any(|m| !m.starts_with("https://")) {
+            return Err(AgentConfigError::Invalid {
+                field: "masters",
+                message: "list at least one master as https://HOST:PORT".into(),
+            });
+        }
+        self.port_ranges().map_err(|message| AgentConfigError::Invalid { field: "ports", message })?;
+        for (field, value) in [
+            ("resources.cpus", self.resources.cpus),
+            ("resources.mem", self.resources.mem),
+            ("resources.disk", self.resources.disk),
+        ] {
+            if let Some(v) = value
+                && (!v.is_finite() || v < 0.0)
+            {
+                return Err(AgentConfigError::Invalid {
+                    field: "resources",
+                    message: format!("{field} = {v} must be a non-negative number"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn port_ranges(&self) -> Result<Vec<PortRange>, String> {
+        self.ports.iter().map(|r| parse_range(r)).collect()
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("agent config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_parse_or_name_the_problem() {
+        assert_eq!(parse_range("31000-32000"), Ok(PortRange { begin: 31000, end: 32000 }));
+        assert_eq!(parse_range("8080"), Ok(PortRange { begin: 8080, end: 8080 }));
+        assert!(parse_range("9-1").unwrap_err().contains("begin <= end"));
+        assert!(parse_range("x-2").unwrap_err().contains("not a port range"));
+        assert!(parse_range("0-5").is_err());
+    }
+}
