@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -28,9 +28,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let json = cli.json;
-    match cli.command {
+    let result = match cli.command {
         Command::Master(args) => match args.command {
             None => medos::cli::master::serve(args.run).await,
             Some(cmd) => medos::cli::master::run(cmd, json).await,
@@ -40,10 +40,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Auth(cmd) => medos::cli::auth::run(cmd, json).await,
         Command::Cluster(cmd) => medos::cli::cluster::run(cmd, json).await,
         Command::Kv(cmd) => medos::cli::kv::run(cmd, json).await,
+        Command::Node(cmd) => medos::cli::node::run(cmd, json).await,
+        Command::Task(cmd) => return medos::cli::task::run(cmd, json).await,
         Command::ContainerInit { .. } => unreachable!("handled before the runtime starts"),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "medos", &mut std::io::stdout());
             Ok(())
         }
-    }
+    };
+    result.map(|()| std::process::ExitCode::SUCCESS)
 }

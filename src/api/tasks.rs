@@ -142,7 +142,7 @@ pub async fn run(
             kill_grace_ms: None,
             statuses: vec![],
         };
-        match master.propose(Command::TaskLaunch { task }).await? {
+        match master.propose(Command::TaskLaunch { task: Box::new(task) }).await? {
             CoreResponse::TaskLaunched { .. } => {
                 let state = master.state.read().expect("state lock");
                 return Ok((StatusCode::CREATED, Json(state.tasks[&id].clone())));

@@ -9,7 +9,9 @@ pub mod cluster;
 pub mod config;
 pub mod kv;
 pub mod master;
+pub mod node;
 pub mod output;
+pub mod task;
 
 use std::path::PathBuf;
 
@@ -48,6 +50,12 @@ pub enum Command {
     /// Configure which cluster the CLI talks to, and show its status.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Agents and masters: list, show, drain, deactivate, reactivate.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Run, list, inspect and kill tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
     /// Read and write the cluster's key-value store.
     #[command(subcommand)]
     Kv(kv::KvCommand),

@@ -41,7 +41,7 @@ pub enum Command {
     /// The operator changed an agent's maintenance mode.
     AgentSetMode { agent_id: String, mode: AgentMode, at_ms: u64 },
     /// A placed task (state TASK_STAGING, agent and ports chosen by the proposer).
-    TaskLaunch { task: Task },
+    TaskLaunch { task: Box<Task> },
     /// A status update from an agent (or from the leader, for lost agents).
     TaskStatusUpdate { status: TaskStatus },
     /// Someone asked for a task to be killed.

@@ -42,7 +42,7 @@ fn spec(cpus: f64, ports: u16) -> TaskSpec {
 fn launch(state: &State, id: &str, cpus: f64, ports: u16) -> Command {
     let placement = place(state, &spec(cpus, ports)).expect("placeable");
     Command::TaskLaunch {
-        task: Task {
+        task: Box::new(Task {
             id: id.into(),
             framework_id: "f".into(),
             agent_id: placement.agent_id,
@@ -57,7 +57,7 @@ fn launch(state: &State, id: &str, cpus: f64, ports: u16) -> Command {
             healthy: None,
             kill_grace_ms: None,
             statuses: vec![],
-        },
+        }),
     }
 }
 
