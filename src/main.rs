@@ -35,6 +35,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             None => medos::cli::master::serve(args.run).await,
             Some(cmd) => medos::cli::master::run(cmd, json).await,
         },
+        Command::Agent(args) => medos::cli::agent::serve(args).await,
         Command::Dev(args) => medos::dev::run(args, json).await,
         Command::Ca(cmd) => medos::cli::ca::run(cmd, json),
         Command::Auth(cmd) => medos::cli::auth::run(cmd, json).await,

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod containers;
 pub mod executor;
 pub mod fake;
 pub mod outbox;

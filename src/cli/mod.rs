@@ -3,6 +3,7 @@
 //! **Architecture invariant:** CLI commands talk to a cluster only through
 //! [`crate::api::client::Client`]; they never open a data dir or speak Raft.
 
+pub mod agent;
 pub mod auth;
 pub mod ca;
 pub mod cluster;
@@ -39,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a master, or manage the masters of a running cluster.
     Master(master::MasterArgs),
+    /// Run an agent: registers this host with the masters and runs tasks.
+    Agent(agent::AgentArgs),
     /// Run a whole local cluster (masters and agents as processes on loopback).
     Dev(DevArgs),
     /// Create the cluster CA and issue node certificates.
@@ -77,7 +80,7 @@ pub struct DevArgs {
     /// Number of masters (1, 3 or 5 make sense).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub masters: u8,
-    /// Number of agents (agents arrive in a later version; accepted now).
+    /// Number of agents (each with its own work dir and port range; needs root).
     #[arg(long, default_value_t = 1)]
     pub agents: u8,
     /// Where the cluster keeps its state; rerunning on the same dir keeps it.

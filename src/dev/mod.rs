@@ -24,6 +24,20 @@ const ADMIN_USER: &str = "admin";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Layout {
     masters: Vec<MasterSlot>,
+    #[serde(default)]
+    agents: Vec<AgentSlot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AgentSlot {
+    name: String,
+    /// Host ports this agent offers, e.g. `31000-31999` (each agent its own range).
+    ports: String,
+}
+
+fn agent_slot(i: usize) -> AgentSlot {
+    let begin = 31000 + 1000 * (i - 1);
+    AgentSlot { name: format!("agent-{i}"), ports: format!("{begin}-{}", begin + 999) }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,8 +72,11 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn load_or_create_layout(dir: &Path, masters: u8) -> Result<Layout> {
+fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> {
     let path = dir.join("dev.toml");
+    let write = |layout: &Layout| {
+        pki::ca::write_file(&path, &toml::to_string_pretty(layout).expect("layout serialises"), false)
+    };
     if path.exists() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let layout: Layout = toml::from_str(&text)
@@ -72,14 +89,18 @@ fn load_or_create_layout(dir: &Path, masters: u8) -> Result<Layout> {
                 layout.masters.len()
             );
         }
+        // Agents hold no cluster state: their number may change between runs.
+        let mut layout = layout;
+        layout.agents = (1..=usize::from(agents)).map(agent_slot).collect();
+        write(&layout)?;
         return Ok(layout);
     }
     let mut slots = Vec::new();
     for i in 1..=masters {
         slots.push(MasterSlot { name: format!("master-{i}"), port: free_port()? });
     }
-    let layout = Layout { masters: slots };
-    pki::ca::write_file(&path, &toml::to_string_pretty(&layout).expect("layout serialises"), false)?;
+    let layout = Layout { masters: slots, agents: (1..=usize::from(agents)).map(agent_slot).collect() };
+    write(&layout)?;
     Ok(layout)
 }
 
@@ -95,14 +116,15 @@ fn admin_password(dir: &Path) -> Result<(PathBuf, String)> {
 
 struct Prepared {
     configs: Vec<(MasterConfig, PathBuf)>,
+    agents: Vec<(crate::agent::AgentConfig, PathBuf)>,
     ca_pem: Vec<u8>,
     password: String,
     password_file: PathBuf,
 }
 
-fn prepare(dir: &Path, masters: u8) -> Result<Prepared> {
+fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let layout = load_or_create_layout(dir, masters)?;
+    let layout = load_or_create_layout(dir, masters, agents)?;
     let pki_dir = dir.join("pki");
     let ca = if pki_dir.join(pki::ca::CA_KEY_FILE).exists() { Ca::load(&pki_dir)? } else { Ca::init(&pki_dir, "dev")? };
     let (password_file, password) = admin_password(dir)?;
@@ -136,10 +158,34 @@ fn prepare(dir: &Path, masters: u8) -> Result<Prepared> {
         pki::ca::write_file(&path, &config.to_toml(), false)?;
         configs.push((config, path));
     }
-    Ok(Prepared { configs, ca_pem: ca.cert_pem.into_bytes(), password, password_file })
+    let mut agent_configs = Vec::new();
+    for slot in &layout.agents {
+        let node_dir = dir.join(&slot.name);
+        let cert = pki_dir.join(format!("{}.crt", slot.name));
+        if !cert.exists() {
+            ca.issue(Role::Agent, &slot.name, &["127.0.0.1".into(), "localhost".into()], &pki_dir)?;
+        }
+        let config = crate::agent::AgentConfig {
+            name: slot.name.clone(),
+            hostname: slot.name.clone(),
+            address: "127.0.0.1".into(),
+            masters: initial.iter().map(|m| m.api.clone()).collect(),
+            work_dir: node_dir.join("work"),
+            tls: TlsFiles { ca: pki_dir.join("ca.crt"), cert, key: pki_dir.join(format!("{}.key", slot.name)) },
+            ports: vec![slot.ports.clone()],
+            resources: Default::default(),
+            attributes: Default::default(),
+            public: false,
+            api: String::new(),
+        };
+        let path = node_dir.join("agent.toml");
+        pki::ca::write_file(&path, &config.to_toml(), false)?;
+        agent_configs.push((config, path));
+    }
+    Ok(Prepared { configs, agents: agent_configs, ca_pem: ca.cert_pem.into_bytes(), password, password_file })
 }
 
-fn spawn_master(config_path: &Path, log_path: &Path) -> Result<Child> {
+fn spawn_node(role: &str, config_path: &Path, log_path: &Path) -> Result<Child> {
     let exe = std::env::current_exe().context("finding the medos executable")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -147,7 +193,7 @@ fn spawn_master(config_path: &Path, log_path: &Path) -> Result<Child> {
         .open(log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let child = Command::new(exe)
-        .arg("master")
+        .arg(role)
         .arg("--config")
         .arg(config_path)
         .stdin(std::process::Stdio::null())
@@ -155,7 +201,7 @@ fn spawn_master(config_path: &Path, log_path: &Path) -> Result<Child> {
         .stderr(log)
         .kill_on_drop(false)
         .spawn()
-        .with_context(|| format!("starting the master with {}", config_path.display()))?;
+        .with_context(|| format!("starting the {role} with {}", config_path.display()))?;
     Ok(child)
 }
 
@@ -165,6 +211,7 @@ async fn wait_ready(
     ca_pem: &[u8],
     password: &str,
     expected_members: usize,
+    expected_agents: usize,
     deadline: Duration,
 ) -> Result<(String, String)> {
     let start = Instant::now();
@@ -177,9 +224,24 @@ async fn wait_ready(
                 match client.login(ADMIN_USER, password).await {
                     Ok(token) => {
                         let authed = Client::new(urls.to_vec(), ca_pem, Some(token.clone()))?;
+                        let agents = match authed.agents().await {
+                            Ok(list) => {
+                                list.iter().filter(|a| a.agent.status == crate::core::AgentStatus::Active).count()
+                            }
+                            Err(_) => 0,
+                        };
                         match authed.cluster_status().await {
-                            Ok(s) if s.leader.is_some() && s.members.len() >= expected_members => {
+                            Ok(s)
+                                if s.leader.is_some()
+                                    && s.members.len() >= expected_members
+                                    && agents >= expected_agents =>
+                            {
                                 return Ok((cluster_id, token));
+                            }
+                            Ok(s) if s.leader.is_some() && s.members.len() >= expected_members => {
+                                last_error = format!(
+                                    "{agents} of {expected_agents} agents registered (see the agent-*/agent.log files)"
+                                )
                             }
                             Ok(s) => {
                                 last_error = format!("{} of {expected_members} masters in the group", s.members.len())
@@ -223,12 +285,12 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
         None => default_dir()?,
     };
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let prepared = prepare(&dir, args.masters)?;
+    let prepared = prepare(&dir, args.masters, args.agents)?;
     let mut children = Vec::new();
     let mut nodes = Vec::new();
     for (config, path) in &prepared.configs {
         let log = path.with_file_name("master.log");
-        let child = spawn_master(path, &log)?;
+        let child = spawn_node("master", path, &log)?;
         nodes.push(NodeEntry {
             name: config.name.clone(),
             role: "master".into(),
@@ -240,12 +302,26 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
         });
         children.push((config.name.clone(), child));
     }
+    for (config, path) in &prepared.agents {
+        let log = path.with_file_name("agent.log");
+        let child = spawn_node("agent", path, &log)?;
+        nodes.push(NodeEntry {
+            name: config.name.clone(),
+            role: "agent".into(),
+            pid: child.id().unwrap_or(0),
+            api: config.api.clone(),
+            data_dir: config.work_dir.clone(),
+            config: path.clone(),
+            log,
+        });
+        children.push((config.name.clone(), child));
+    }
     let cluster_file = ClusterFile { nodes: nodes.clone() };
     pki::ca::write_file(&dir.join("cluster.json"), &serde_json::to_string_pretty(&cluster_file)?, false)?;
 
-    let urls: Vec<String> = nodes.iter().map(|n| n.api.clone()).collect();
+    let urls: Vec<String> = nodes.iter().filter(|n| n.role == "master").map(|n| n.api.clone()).collect();
     let ready = tokio::select! {
-        r = wait_ready(&urls, &prepared.ca_pem, &prepared.password, nodes.len(), Duration::from_secs(60)) => r,
+        r = wait_ready(&urls, &prepared.ca_pem, &prepared.password, urls.len(), prepared.agents.len(), Duration::from_secs(60)) => r,
         _ = crate::process::wait_for_shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     let (cluster_id, token) = match ready {
@@ -280,17 +356,16 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::json!({"cluster_id": cluster_id, "dir": dir, "api": urls, "nodes": nodes}));
     } else {
-        println!("medos dev cluster {cluster_id} is up ({} master(s))", nodes.len());
+        println!("medos dev cluster {cluster_id} is up ({} master(s), {} agent(s))", urls.len(), prepared.agents.len());
         println!("  API:        {}", urls.join(", "));
         println!("  admin:      {ADMIN_USER} / password in {}", prepared.password_file.display());
         println!("  state:      {}  (rerun with the same --dir to keep it)", dir.display());
-        if args.agents > 0 {
-            println!("  agents:     not started: agents arrive in a later medos version");
-        }
         if !args.no_attach {
             println!("The CLI is logged in. Try:");
             println!("  medos cluster status");
             println!("  medos kv put hello world && medos kv get hello");
+            println!("  medos node list");
+            println!("  medos task run --wait -- 'echo hello from $MESOS_TASK_ID'");
         }
         println!("Press Ctrl-C to stop the cluster.");
     }
@@ -307,7 +382,8 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
         tokio::select! {
             _ = crate::process::wait_for_shutdown_signal() => break,
             Some(Ok((name, status))) = exits.join_next() => {
-                eprintln!("{name} exited ({status}); restart it with `medos master --config {}/{name}/master.toml`", dir.display());
+                let role = if name.starts_with("agent") { "agent" } else { "master" };
+                eprintln!("{name} exited ({status}); restart it with `medos {role} --config {}/{name}/{role}.toml`", dir.display());
             }
         }
     }

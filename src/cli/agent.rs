@@ -1,0 +1,134 @@
+//! `medos agent`: run an agent on this host.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::agent::AgentConfig;
+use crate::agent::config::ResourceOverrides;
+use crate::agent::containers::RuntimeContainers;
+use crate::agent::runtime::{LinuxRuntime, RuntimeConfig};
+use crate::pki::TlsFiles;
+
+#[derive(Debug, Args, Default)]
+pub struct AgentArgs {
+    /// TOML config file; flags override its settings.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A master URL (repeat); the agent finds the leader among them.
+    #[arg(long = "master", value_name = "URL")]
+    pub masters: Vec<String>,
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// IP address tasks on this agent are reached at.
+    #[arg(long)]
+    pub address: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Host port range offered to tasks (repeat), e.g. 31000-32000.
+    #[arg(long = "ports", value_name = "RANGE")]
+    pub ports: Vec<String>,
+    /// Run as a public agent (Mesos role slave_public).
+    #[arg(long)]
+    pub public: bool,
+    /// KEY=VALUE agent attribute (repeat), for placement constraints.
+    #[arg(long = "attribute", value_name = "KEY=VALUE")]
+    pub attributes: Vec<String>,
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// MiB.
+    #[arg(long)]
+    pub mem: Option<f64>,
+    /// MiB.
+    #[arg(long)]
+    pub disk: Option<f64>,
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn system_hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+impl AgentArgs {
+    pub fn config(self) -> Result<AgentConfig> {
+        let mut config = match &self.config {
+            Some(path) => AgentConfig::load(path)?,
+            None => {
+                let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else {
+                    bail!("give --config FILE, or --tls-ca, --tls-cert and --tls-key with --master and --work-dir");
+                };
+                let hostname = system_hostname();
+                AgentConfig {
+                    name: hostname.clone(),
+                    hostname,
+                    address: "127.0.0.1".into(),
+                    masters: Vec::new(),
+                    work_dir: PathBuf::from("/var/lib/medos/agent"),
+                    tls: TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() },
+                    ports: vec!["31000-32000".into()],
+                    resources: ResourceOverrides::default(),
+                    attributes: BTreeMap::new(),
+                    public: false,
+                    api: String::new(),
+                }
+            }
+        };
+        if let Some(v) = self.name {
+            config.name = v;
+        }
+        if !self.masters.is_empty() {
+            config.masters = self.masters;
+        }
+        if let Some(v) = self.work_dir {
+            config.work_dir = v;
+        }
+        if let Some(v) = self.address {
+            config.address = v;
+        }
+        if let Some(v) = self.hostname {
+            config.hostname = v;
+        }
+        if !self.ports.is_empty() {
+            config.ports = self.ports;
+        }
+        config.public |= self.public;
+        for pair in self.attributes {
+            let Some((k, v)) = pair.split_once('=') else { bail!("--attribute {pair:?}: expected KEY=VALUE") };
+            config.attributes.insert(k.into(), v.into());
+        }
+        config.resources.cpus = self.cpus.or(config.resources.cpus);
+        config.resources.mem = self.mem.or(config.resources.mem);
+        config.resources.disk = self.disk.or(config.resources.disk);
+        if let (Some(ca), Some(cert), Some(key)) = (self.tls_ca, self.tls_cert, self.tls_key) {
+            config.tls = TlsFiles { ca, cert, key };
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs an agent until SIGINT/SIGTERM. Its tasks keep running after it stops.
+pub async fn serve(args: AgentArgs) -> Result<()> {
+    let config = args.config()?;
+    let runtime = LinuxRuntime::new(RuntimeConfig::new(config.work_dir.join("runtime")))
+        .context("starting the container runtime (the agent must run as root)")?;
+    let containers = RuntimeContainers::new(Arc::new(runtime), config.hostname.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?;
+    let agent = crate::agent::start(config.clone(), Arc::new(containers)).await?;
+    eprintln!("medos agent {} working for {}", config.name, config.masters.join(", "));
+    crate::process::wait_for_shutdown_signal().await;
+    tracing::info!("shutting down; tasks keep running");
+    agent.shutdown().await;
+    Ok(())
+}
