@@ -1,1 +1,12 @@
-//! Process end-to-end tests (see e2e/README.md).
+//! Process end-to-end tests (see e2e/README.md): the real `medos` binary, `medos dev`
+//! clusters on loopback, kill -9, restarts, membership changes, bad input, and a history
+//! checker for lost and stale writes.
+
+mod bad_input;
+mod cli;
+mod durability;
+mod failover;
+mod history;
+mod membership;
+mod support;
+mod workload;

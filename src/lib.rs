@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod atomic_file;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::write_atomic;
 use super::outbox::Outbox;
 use crate::api::agent_protocol::TaskReport;
+use crate::atomic_file::write_atomic;
 use crate::core::{Task, TaskState, TaskStatus};
 
 /// How a container ended.

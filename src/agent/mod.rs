@@ -4,7 +4,6 @@
 //! operations and status updates, `outbox` keeps updates until the masters acknowledge them,
 //! `runtime` is the container runtime (namespaces, cgroups, images).
 
-pub mod checkpoint;
 pub mod config;
 pub mod containers;
 pub mod executor;

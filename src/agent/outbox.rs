@@ -41,7 +41,7 @@ impl Outbox {
     pub fn push(&self, status: &TaskStatus) -> Result<(), String> {
         let mut next = self.next.lock().expect("outbox lock");
         let path = self.dir.join(format!("{:020}.json", *next));
-        crate::agent::checkpoint::write_atomic(&path, &serde_json::to_vec(status).expect("status serialises"))?;
+        crate::atomic_file::write_atomic(&path, &serde_json::to_vec(status).expect("status serialises"))?;
         *next += 1;
         drop(next);
         self.notify.notify_one();

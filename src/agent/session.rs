@@ -144,7 +144,7 @@ impl Session {
                 let (url, resp) = self.register().await?;
                 *self.leader.write().expect("session lock") = Some(url.clone());
                 if self.agent_id().as_deref() != Some(resp.agent_id.as_str()) {
-                    super::checkpoint::write_atomic(&self.id_file, resp.agent_id.as_bytes())?;
+                    crate::atomic_file::write_atomic(&self.id_file, resp.agent_id.as_bytes())?;
                     *self.agent_id.write().expect("session lock") = Some(resp.agent_id.clone());
                 }
                 tracing::info!(agent_id = %resp.agent_id, leader = %resp.leader, "registered");

@@ -371,36 +371,44 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
     }
 
     // Keep running until a signal; a master that exits (e.g. killed by a test) is reported.
+    // Each process is watched by a task that owns it, so it is only ever signalled while it
+    // is still our (unreaped) child: a pid that was reused is never hit.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut exits = tokio::task::JoinSet::new();
     for (name, mut child) in children {
+        let mut stop = stop_rx.clone();
         exits.spawn(async move {
-            let status = child.wait().await;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = stop.changed() => {
+                    if let Some(pid) = child.id() {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                    }
+                    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            eprintln!("{name} did not stop within 10 s; killing it");
+                            let _ = child.kill().await;
+                            child.wait().await
+                        }
+                    }
+                }
+            };
             (name, status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()))
         });
     }
-    loop {
+    let mut stopping = false;
+    // Runs until a signal, even if every process was killed from outside, then until all stopped.
+    while !(stopping && exits.is_empty()) {
         tokio::select! {
-            _ = crate::process::wait_for_shutdown_signal() => break,
-            Some(Ok((name, status))) = exits.join_next() => {
+            _ = crate::process::wait_for_shutdown_signal(), if !stopping => {
+                eprintln!("stopping the dev cluster…");
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            Some(Ok((name, status))) = exits.join_next(), if !exits.is_empty() => if !stopping {
                 let role = if name.starts_with("agent") { "agent" } else { "master" };
                 eprintln!("{name} exited ({status}); restart it with `medos {role} --config {}/{name}/{role}.toml`", dir.display());
-            }
-        }
-    }
-    eprintln!("stopping the dev cluster…");
-    for node in &nodes {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid as i32), nix::sys::signal::Signal::SIGTERM);
-    }
-    let deadline = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            next = exits.join_next() => if next.is_none() { break },
-            _ = &mut deadline => {
-                for node in &nodes {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid as i32), nix::sys::signal::Signal::SIGKILL);
-                }
-                break;
             }
         }
     }

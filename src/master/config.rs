@@ -70,11 +70,13 @@ pub struct RaftTuning {
 
 impl Default for RaftTuning {
     fn default() -> Self {
-        // Timeouts suit 2-core hosts that fsync every append; failover stays well under 3 s.
+        // A follower campaigns after the leader lease (election_max_ms) plus its own election
+        // timeout, so failover takes 1.5-2 s, or about 3 s after a split vote; heartbeats
+        // stay far above the cost of one fsync on a busy 2-core host.
         Self {
-            heartbeat_ms: 150,
-            election_min_ms: 700,
-            election_max_ms: 1400,
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1000,
             snapshot_every: 10_000,
             keep_after_snapshot: 1_000,
             request_timeout_ms: 10_000,

@@ -14,14 +14,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::config::MasterConfig;
-use super::engine::{Engine, SledEngine, Space};
+use super::engine::{Engine, SledEngine};
 use super::network::{Faults, Network};
 use super::store::{LogStore, StateMachineStore};
 use super::types::{MasterNode, NodeId, Raft};
 use crate::core::{Command, MasterInfo, Response, State, User};
 use crate::pki::PkiError;
-
-const KEY_IDENTITY: &[u8] = b"identity";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
@@ -132,24 +130,21 @@ fn data_dir_err(config: &MasterConfig, message: impl Into<String>) -> MasterErro
 }
 
 /// Opens the data dir and checks it belongs to this master and this cluster CA.
+/// The identity file, checked before the database is opened so that a refused start never
+/// touches the database (opening sled runs its recovery, which rewrites files).
+const IDENTITY_FILE: &str = "identity.json";
+
 fn open_data_dir(config: &MasterConfig, ca_fingerprint: &str) -> Result<(Arc<dyn Engine>, NodeIdentity), MasterError> {
     if config.data_dir.exists() && !config.data_dir.is_dir() {
         return Err(data_dir_err(config, "exists but is not a directory"));
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| data_dir_err(config, format!("cannot create it: {e}")))?;
+    let identity_path = config.data_dir.join(IDENTITY_FILE);
     let db_dir = config.data_dir.join("raft.sled");
-    let engine = SledEngine::open(&db_dir, 64 << 20).map_err(|e| {
-        data_dir_err(
-            config,
-            format!("cannot open the database ({e}); if it is corrupt, move it aside and re-add this master with `medos master add`"),
-        )
-    })?;
-    let engine: Arc<dyn Engine> = Arc::new(engine);
-    let stored = engine.get(Space::Meta, KEY_IDENTITY).map_err(|e| data_dir_err(config, e.to_string()))?;
-    let identity = match stored {
-        Some(bytes) => {
+    let identity = match std::fs::read(&identity_path) {
+        Ok(bytes) => {
             let identity: NodeIdentity = serde_json::from_slice(&bytes)
-                .map_err(|e| data_dir_err(config, format!("identity record is corrupt: {e}")))?;
+                .map_err(|e| data_dir_err(config, format!("{IDENTITY_FILE} is corrupt: {e}")))?;
             if identity.name != config.name {
                 return Err(data_dir_err(
                     config,
@@ -169,22 +164,42 @@ fn open_data_dir(config: &MasterConfig, ca_fingerprint: &str) -> Result<(Arc<dyn
                     ),
                 ));
             }
-            identity
+            Some(identity)
         }
-        None => {
-            let has_log = engine.last(Space::Log).map_err(|e| data_dir_err(config, e.to_string()))?.is_some();
-            if has_log {
-                return Err(data_dir_err(config, "it has a Raft log but no identity record; it is corrupt or foreign"));
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if db_dir.exists() {
+                return Err(data_dir_err(
+                    config,
+                    format!(
+                        "it has a database but no {IDENTITY_FILE}; it is corrupt or foreign: use an empty data dir"
+                    ),
+                ));
             }
+            None
+        }
+        Err(e) => return Err(data_dir_err(config, format!("cannot read {IDENTITY_FILE}: {e}"))),
+    };
+    let engine = SledEngine::open(&db_dir, 64 << 20).map_err(|e| {
+        data_dir_err(
+            config,
+            format!("cannot open the database ({e}); if it is corrupt, move it aside and re-add this master with `medos master add`"),
+        )
+    })?;
+    let engine: Arc<dyn Engine> = Arc::new(engine);
+    let identity = match identity {
+        Some(identity) => identity,
+        None => {
             let identity = NodeIdentity {
                 // Below 2^53 so JSON clients that use doubles (JavaScript) read ids exactly.
                 id: (rand::random::<u64>() & ((1 << 53) - 1)).max(1),
                 name: config.name.clone(),
                 ca_fingerprint: ca_fingerprint.to_string(),
             };
-            engine
-                .put(Space::Meta, KEY_IDENTITY, serde_json::to_vec(&identity).expect("identity serialises"))
-                .map_err(|e| data_dir_err(config, e.to_string()))?;
+            crate::atomic_file::write_atomic(
+                &identity_path,
+                &serde_json::to_vec_pretty(&identity).expect("identity serialises"),
+            )
+            .map_err(|e| data_dir_err(config, e))?;
             identity
         }
     };
