@@ -41,6 +41,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Auth(cmd) => medos::cli::auth::run(cmd, json).await,
         Command::Cluster(cmd) => medos::cli::cluster::run(cmd, json).await,
         Command::Kv(cmd) => medos::cli::kv::run(cmd, json).await,
+        Command::Image(cmd) => medos::cli::image::run(cmd, json).await,
         Command::Node(cmd) => medos::cli::node::run(cmd, json).await,
         Command::Task(cmd) => return medos::cli::task::run(cmd, json).await,
         Command::ContainerInit { .. } => unreachable!("handled before the runtime starts"),

@@ -6,11 +6,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use super::executor::{Containers, Exit};
+use super::runtime::RootfsSpec;
 use super::runtime::{
     CommandSpec, ContainerId, ContainerRuntime, ContainerSpec, ContainerState, Resources as Limits, Termination,
 };
+use crate::core::ImageRecord;
 use crate::core::Task;
+use crate::image::{Compression, Digest, LayerCache};
 
 /// Where the sandbox appears inside an image's root filesystem (Mesos's path).
 pub const SANDBOX_IN_IMAGE: &str = "/mnt/mesos/sandbox";
@@ -22,6 +27,91 @@ pub struct RuntimeContainers {
     handle: tokio::runtime::Handle,
     ids: Mutex<HashMap<String, ContainerId>>,
     hostname: String,
+    images: Option<ImageSource>,
+    /// Layers each live image task uses (for garbage-collecting the layer cache).
+    layers_in_use: Mutex<HashMap<String, Vec<Digest>>>,
+}
+
+/// Where image layers come from: the masters' blob stores, over mutual TLS.
+pub struct ImageSource {
+    pub http: reqwest::Client,
+    pub masters: Vec<String>,
+    /// Unpacked layers, shared by every task on this agent.
+    pub layers: LayerCache,
+    /// Per-task writable layers and downloads live under here.
+    pub work_dir: PathBuf,
+}
+
+impl ImageSource {
+    /// Downloads blob `digest` from a master into a temporary file.
+    async fn download(&self, digest: &Digest) -> Result<PathBuf, String> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let dir = self.work_dir.join("downloads");
+        tokio::fs::create_dir_all(&dir).await.map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.{}", digest.hex(), hex::encode(rand::random::<[u8; 4]>())));
+        let mut last = String::from("no master configured");
+        for master in &self.masters {
+            let resp = match self.http.get(format!("{master}/internal/agent/v1/blobs/{digest}")).send().await {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => {
+                    last = format!("{master} answered {}", r.status());
+                    continue;
+                }
+                Err(e) => {
+                    last = format!("{master}: {e}");
+                    continue;
+                }
+            };
+            let mut file =
+                tokio::fs::File::create(&path).await.map_err(|e| format!("creating {}: {e}", path.display()))?;
+            let mut stream = resp.bytes_stream();
+            let mut ok = true;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(bytes) => {
+                        file.write_all(&bytes).await.map_err(|e| format!("writing {}: {e}", path.display()))?
+                    }
+                    Err(e) => {
+                        last = format!("{master}: {e}");
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                file.flush().await.map_err(|e| e.to_string())?;
+                return Ok(path);
+            }
+        }
+        let _ = tokio::fs::remove_file(&path).await;
+        Err(format!("cannot download layer {digest}: {last}"))
+    }
+
+    /// The unpacked directory of every layer, fetching and unpacking (verified) what is missing.
+    fn layer_dirs(
+        &self,
+        handle: &tokio::runtime::Handle,
+        image: &ImageRecord,
+    ) -> Result<(Vec<PathBuf>, Vec<Digest>), String> {
+        let mut dirs = Vec::new();
+        let mut digests = Vec::new();
+        for layer in &image.layers {
+            let digest = Digest::parse(&layer.digest, "layer digest").map_err(|e| e.to_string())?;
+            let diff_id = Digest::parse(&layer.diff_id, "diff_id").map_err(|e| e.to_string())?;
+            let compression = if layer.compression == "gzip" { Compression::Gzip } else { Compression::None };
+            if !self.layers.contains(&digest) {
+                let file = handle.block_on(self.download(&digest))?;
+                let reader = std::fs::File::open(&file).map_err(|e| format!("opening {}: {e}", file.display()))?;
+                let result = self.layers.unpack_from(&digest, compression, Some(&diff_id), reader);
+                let _ = std::fs::remove_file(&file);
+                result.map_err(|e| format!("layer {digest}: {e}"))?;
+            }
+            dirs.push(self.layers.path(&digest));
+            digests.push(digest);
+        }
+        Ok((dirs, digests))
+    }
 }
 
 /// The environment Mesos gives a command task, plus the task's own variables.
@@ -51,10 +141,25 @@ pub fn task_env(task: &Task, host: &str, sandbox_path: &str) -> Vec<(String, Str
 
 impl RuntimeContainers {
     /// Wraps a runtime, re-attaching to the containers it recovers from its state dir.
-    pub async fn new(runtime: Arc<dyn ContainerRuntime>, hostname: String) -> Result<Self, String> {
+    pub async fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        hostname: String,
+        images: Option<ImageSource>,
+    ) -> Result<Self, String> {
         let recovered = runtime.recover().await.map_err(|e| e.to_string())?;
         let ids = recovered.into_iter().map(|c| (c.task_id.clone(), c.id.clone())).collect();
-        Ok(Self { runtime, handle: tokio::runtime::Handle::current(), ids: Mutex::new(ids), hostname })
+        Ok(Self {
+            runtime,
+            handle: tokio::runtime::Handle::current(),
+            ids: Mutex::new(ids),
+            hostname,
+            images,
+            layers_in_use: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn rootfs_dir(&self, id: &ContainerId) -> Option<PathBuf> {
+        self.images.as_ref().map(|i| i.work_dir.join("rootfs").join(id.as_str()))
     }
 
     fn id(&self, task_id: &str) -> Result<ContainerId, String> {
@@ -69,18 +174,47 @@ impl RuntimeContainers {
 
 impl Containers for RuntimeContainers {
     fn launch(&self, task: &Task, sandbox: &Path) -> Result<(), String> {
-        if task.spec.image.is_some() {
-            return Err("image tasks are not supported by this agent yet; run the command on the host".into());
-        }
         let id = ContainerId::random();
+        self.layers_in_use.lock().expect("layers lock").insert(task.id.clone(), Vec::new());
+        let mut rootfs = None;
+        let mut image_env = Vec::new();
+        if let Some(image) = &task.image {
+            let source =
+                self.images.as_ref().ok_or("this agent cannot run image tasks (no image source configured)")?;
+            let (layers, digests) = source.layer_dirs(&self.handle, image)?;
+            let base = self.rootfs_dir(&id).expect("images configured");
+            rootfs = Some(RootfsSpec { layers, upper_dir: base.join("upper"), work_dir: base.join("work") });
+            self.layers_in_use.lock().expect("layers lock").insert(task.id.clone(), digests);
+            image_env = image
+                .env
+                .iter()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
         let command = CommandSpec {
             shell: task.spec.command.shell,
             value: task.spec.command.value.clone(),
             arguments: task.spec.command.arguments.clone(),
         };
         let mut spec = ContainerSpec::new(id.clone(), task.id.clone(), command, sandbox);
-        spec.env = task_env(task, &self.hostname, &sandbox.display().to_string());
-        spec.user = task.spec.user.clone();
+        let sandbox_seen = if rootfs.is_some() { SANDBOX_IN_IMAGE.to_string() } else { sandbox.display().to_string() };
+        let mut env = image_env;
+        for (k, v) in task_env(task, &self.hostname, &sandbox_seen) {
+            // The image's PATH suits its filesystem better than the host's default.
+            if k == "PATH" && env.iter().any(|(e, _)| e == "PATH") && !task.spec.env.contains_key("PATH") {
+                continue;
+            }
+            env.retain(|(e, _)| *e != k);
+            env.push((k, v));
+        }
+        spec.env = env;
+        spec.rootfs = rootfs;
+        spec.user = task
+            .spec
+            .user
+            .clone()
+            .or_else(|| task.image.as_ref().and_then(|i| i.user.clone()).filter(|u| !u.is_empty()));
         spec.hostname = Some(task.spec.name.clone());
         spec.resources = Limits {
             cpus: Some(task.spec.resources.cpus),
@@ -123,6 +257,25 @@ impl Containers for RuntimeContainers {
             tracing::warn!(task = %task_id, error = %e, "destroying the container failed");
         }
         self.ids.lock().expect("ids lock").remove(task_id);
+        if let Some(dir) = self.rootfs_dir(&id)
+            && dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(task = %task_id, error = %e, "removing the task's writable layer failed");
+        }
+        let (in_use, complete) = {
+            let mut layers = self.layers_in_use.lock().expect("layers lock");
+            layers.remove(task_id);
+            // Containers recovered after an agent restart have unknown layers: no GC until they end.
+            let complete = self.ids.lock().expect("ids lock").keys().all(|t| layers.contains_key(t));
+            (layers.values().flatten().copied().collect::<std::collections::HashSet<Digest>>(), complete)
+        };
+        if complete
+            && let Some(source) = &self.images
+            && let Err(e) = source.layers.gc(&in_use)
+        {
+            tracing::warn!(error = %e, "layer garbage collection failed");
+        }
     }
 }
 
@@ -161,6 +314,7 @@ mod tests {
             healthy: None,
             kill_grace_ms: None,
             statuses: vec![],
+            image: None,
         };
         let env: std::collections::HashMap<_, _> = task_env(&task, "node1", "/sandbox").into_iter().collect();
         assert_eq!(env["MESOS_TASK_ID"], "web.1");

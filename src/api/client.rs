@@ -222,6 +222,60 @@ impl Client {
         self.call_json(Method::POST, &format!("/v1/agents/{}/mode", encode_key(id)), &body).await
     }
 
+    /// Whether the cluster already holds blob `digest` (`sha256:…`).
+    pub async fn has_blob(&self, digest: &str) -> Result<bool, ClientError> {
+        let resp = self.send(Method::HEAD, &format!("/v1/blobs/{digest}"), None, false).await?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => decode::<serde_json::Value>(resp).await.map(|_| false),
+        }
+    }
+
+    /// Uploads a file as blob `digest`, calling `progress` with the bytes sent so far.
+    pub async fn upload_blob(
+        &self,
+        digest: &str,
+        path: &std::path::Path,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<(), ClientError> {
+        use futures_util::StreamExt;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Request { url: path.display().to_string(), detail: e.to_string() })?;
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::new(file).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                sent += c.len() as u64;
+                progress(sent);
+            }
+            chunk
+        });
+        let base = &self.urls[self.current.load(Ordering::Relaxed) % self.urls.len()];
+        let url = format!("{base}/v1/blobs/{digest}");
+        let mut req = self.http.put(&url).body(reqwest::Body::wrap_stream(stream)).timeout(Duration::from_secs(3600));
+        if let Some(token) = &self.token {
+            req = req.header(reqwest::header::AUTHORIZATION, format!("token={token}"));
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Request { url, detail: describe(&e) })?;
+        decode::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
+    pub async fn register_image(
+        &self,
+        request: &super::images::RegisterImage,
+    ) -> Result<crate::core::ImageRecord, ClientError> {
+        self.call_json(Method::POST, "/v1/images", request).await
+    }
+
+    pub async fn images(&self) -> Result<Vec<crate::core::ImageRecord>, ClientError> {
+        self.call(Method::GET, "/v1/images", None, false).await
+    }
+
+    pub async fn remove_image(&self, reference: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::DELETE, &format!("/v1/images/{}", encode_key(reference)), None, false).await
+    }
+
     pub async fn metadata(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::GET, "/metadata", None, false).await
     }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod client;
 pub mod cluster;
 pub mod error;
+pub mod images;
 pub mod internal;
 pub mod kv;
 pub mod query;
@@ -51,6 +52,9 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/v1/agents", get(agents::list))
         .route("/v1/agents/{id}", get(agents::show))
         .route("/v1/agents/{id}/mode", post(agents::set_mode))
+        .route("/v1/blobs/{digest}", get(images::get_blob).put(images::put_blob))
+        .route("/v1/images", get(images::list).post(images::register))
+        .route("/v1/images/{*reference}", axum::routing::delete(images::remove))
         .route("/v1/tasks", get(tasks::list).post(tasks::run))
         .route("/v1/tasks/{id}", get(tasks::show))
         .route("/v1/tasks/{id}/kill", post(tasks::kill))
@@ -65,6 +69,7 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/internal/v1/identity", get(internal::identity))
         .route("/internal/v1/propose", post(internal::propose))
         .route("/internal/v1/read_index", post(internal::read_index))
+        .route("/internal/v1/blobs/{digest}", get(images::get_blob).put(images::put_blob_internal))
         .route_layer(from_fn_with_state(master.clone(), auth::require_master))
         .layer(DefaultBodyLimit::max(MAX_INTERNAL_BODY_BYTES));
 
@@ -73,6 +78,7 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route(agent_protocol::PATH_EVENTS, get(agents::events))
         .route(agent_protocol::PATH_HEARTBEAT, post(agents::heartbeat))
         .route(agent_protocol::PATH_STATUS, post(agents::status))
+        .route("/internal/agent/v1/blobs/{digest}", get(images::get_blob))
         .route_layer(axum::middleware::from_fn(agents::require_agent));
 
     Router::new()

@@ -108,9 +108,21 @@ pub async fn run(
     // Placement reads the newest state; the apply re-checks, so a race only costs a retry.
     for _ in 0..3 {
         master.read_barrier().await?;
-        let placement = {
+        let (placement, image) = {
             let state = master.state.read().expect("state lock");
-            place(&state, &spec)
+            let image = match &spec.image {
+                Some(reference) => Some(Box::new(
+                    crate::core::images::resolve(state.images.values(), reference)
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "image: no image {reference:?}; load it with `medos image load FILE` (see `medos image list`)"
+                            ))
+                        })?
+                        .clone(),
+                )),
+                None => None,
+            };
+            (place(&state, &spec), image)
         };
         let placement = placement.map_err(|refusals| {
             let reasons: Vec<String> =
@@ -141,6 +153,7 @@ pub async fn run(
             healthy: None,
             kill_grace_ms: None,
             statuses: vec![],
+            image,
         };
         match master.propose(Command::TaskLaunch { task: Box::new(task) }).await? {
             CoreResponse::TaskLaunched { .. } => {

@@ -9,8 +9,9 @@ use clap::Args;
 
 use crate::agent::AgentConfig;
 use crate::agent::config::ResourceOverrides;
-use crate::agent::containers::RuntimeContainers;
+use crate::agent::containers::{ImageSource, RuntimeContainers};
 use crate::agent::runtime::{LinuxRuntime, RuntimeConfig};
+use crate::image::LayerCache;
 use crate::pki::TlsFiles;
 
 #[derive(Debug, Args, Default)]
@@ -122,7 +123,17 @@ pub async fn serve(args: AgentArgs) -> Result<()> {
     let config = args.config()?;
     let runtime = LinuxRuntime::new(RuntimeConfig::new(config.work_dir.join("runtime")))
         .context("starting the container runtime (the agent must run as root)")?;
-    let containers = RuntimeContainers::new(Arc::new(runtime), config.hostname.clone())
+    let images = ImageSource {
+        http: reqwest::Client::builder()
+            .use_preconfigured_tls(config.tls.mutual_client_config()?)
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .context("building the image download client")?,
+        masters: config.masters.clone(),
+        layers: LayerCache::new(config.work_dir.join("layers"))?,
+        work_dir: config.work_dir.clone(),
+    };
+    let containers = RuntimeContainers::new(Arc::new(runtime), config.hostname.clone(), Some(images))
         .await
         .map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?;
     let agent = crate::agent::start(config.clone(), Arc::new(containers)).await?;

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod ca;
 pub mod cluster;
 pub mod config;
+pub mod image;
 pub mod kv;
 pub mod master;
 pub mod node;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Run, list, inspect and kill tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Load container images into the cluster (no registry needed), list and remove them.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Read and write the cluster's key-value store.
     #[command(subcommand)]
     Kv(kv::KvCommand),

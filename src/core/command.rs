@@ -46,6 +46,10 @@ pub enum Command {
     TaskStatusUpdate { status: TaskStatus },
     /// Someone asked for a task to be killed.
     TaskKill { task_id: String, grace_ms: u64, at_ms: u64 },
+    /// An image whose blobs every master holds; its names move to it from other images.
+    ImageAdd { image: Box<super::images::ImageRecord> },
+    /// Forgets an image (by name or digest); masters later delete blobs no image uses.
+    ImageRemove { reference: String },
 }
 
 /// What applying a [`Command`] produced; returned to the client that proposed it.
@@ -100,5 +104,11 @@ pub enum Response {
     },
     TaskKillRequested {
         task_id: String,
+    },
+    ImageAdded {
+        manifest: String,
+    },
+    ImageRemoved {
+        manifest: String,
     },
 }

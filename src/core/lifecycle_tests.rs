@@ -57,6 +57,7 @@ fn launch(state: &State, id: &str, cpus: f64, ports: u16) -> Command {
             healthy: None,
             kill_grace_ms: None,
             statuses: vec![],
+            image: None,
         }),
     }
 }

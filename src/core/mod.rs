@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod command;
+pub mod images;
 pub mod kv;
 pub mod placement;
 pub mod resources;
@@ -14,6 +15,7 @@ pub mod state;
 pub mod tasks;
 pub mod users;
 
+pub use images::{ImageLayer, ImageRecord};
 pub use agents::{Agent, AgentMode, AgentRegistration, AgentStatus};
 pub use command::{Command, Response};
 pub use kv::{KvEntry, KvError};

@@ -44,6 +44,9 @@ pub struct State {
     pub agents: BTreeMap<String, Agent>,
     #[serde(default)]
     pub tasks: BTreeMap<String, Task>,
+    /// Images by manifest digest.
+    #[serde(default)]
+    pub images: BTreeMap<String, super::images::ImageRecord>,
     /// Index of the last applied log entry (0 before any).
     pub last_applied: u64,
 }
@@ -112,6 +115,30 @@ impl State {
                 None => Response::Rejected { message: format!("no agent {agent_id:?}") },
             },
             Command::TaskLaunch { task } => self.launch(task),
+            Command::ImageAdd { image } => {
+                if let Err(message) = super::images::validate(image) {
+                    return Response::Rejected { message };
+                }
+                for other in self.images.values_mut() {
+                    other.names.retain(|n| !image.names.contains(n));
+                }
+                let entry = self.images.entry(image.manifest.clone()).or_insert_with(|| (**image).clone());
+                for name in &image.names {
+                    if !entry.names.contains(name) {
+                        entry.names.push(name.clone());
+                    }
+                }
+                Response::ImageAdded { manifest: image.manifest.clone() }
+            }
+            Command::ImageRemove { reference } => {
+                match super::images::resolve(self.images.values(), reference).map(|i| i.manifest.clone()) {
+                    Some(manifest) => {
+                        self.images.remove(&manifest);
+                        Response::ImageRemoved { manifest }
+                    }
+                    None => Response::Rejected { message: format!("no image {reference:?}; see `medos image list`") },
+                }
+            }
             Command::TaskStatusUpdate { status } => self.update_task(status),
             Command::TaskKill { task_id, grace_ms, .. } => match self.tasks.get_mut(task_id) {
                 Some(task) if task.state.is_terminal() => {
@@ -209,6 +236,11 @@ impl State {
         }
         if let Err(message) = tasks::validate_spec(&task.spec) {
             return Response::Rejected { message };
+        }
+        if task.spec.image.is_some() != task.image.is_some() {
+            return Response::Rejected {
+                message: "image: the named image must be resolved when the task is placed".into(),
+            };
         }
         let Some(agent) = self.agents.get(&task.agent_id) else {
             return Response::Rejected { message: format!("no agent {:?}", task.agent_id) };

@@ -179,6 +179,10 @@ pub struct Task {
     /// Latest status updates (bounded), newest last.
     #[serde(default)]
     pub statuses: Vec<TaskStatus>,
+    /// The image `spec.image` named, resolved when the task was placed (so agents need no
+    /// lookup, and a later re-tag does not change a running task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Box<super::images::ImageRecord>>,
 }
 
 /// Status updates kept per task.

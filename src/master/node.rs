@@ -91,6 +91,8 @@ pub struct Master {
     pub applied: watch::Receiver<u64>,
     /// Agents connected to this master while it leads.
     pub agents: super::agents::AgentHub,
+    /// Image blobs (every master holds every blob of every image).
+    pub blobs: Arc<crate::image::BlobStore>,
     bootstrap_admin: Option<User>,
 }
 
@@ -254,6 +256,11 @@ pub async fn start(
         .map_err(|source| PkiError::Read { path: config.tls.ca.clone(), source })?;
     let bootstrap_admin = read_admin(&config)?;
     let (engine, identity) = open_data_dir(&config, &ca_fingerprint)?;
+    let blobs = crate::image::BlobStore::new(config.data_dir.join("blobs"))
+        .map_err(|e| data_dir_err(&config, format!("blob store: {e}")))?;
+    if let Err(e) = blobs.remove_temp_files() {
+        tracing::warn!(error = %e, "could not clear unfinished blob uploads");
+    }
 
     let listener = match listener {
         Some(l) => l,
@@ -300,6 +307,7 @@ pub async fn start(
         request_timeout,
         applied,
         agents: Default::default(),
+        blobs: Arc::new(blobs),
         bootstrap_admin,
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");
@@ -310,7 +318,8 @@ pub async fn start(
     let bootstrap = tokio::spawn(bootstrap_loop(master.clone()));
     let duties = tokio::spawn(leader_duties(master.clone()));
     let agent_duties = tokio::spawn(super::agents::agent_duties(master.clone()));
-    Ok(RunningMaster { master, addr, shutdown, tasks: vec![server, bootstrap, duties, agent_duties] })
+    let blob_sync = tokio::spawn(super::blob_sync::run(master.clone()));
+    Ok(RunningMaster { master, addr, shutdown, tasks: vec![server, bootstrap, duties, agent_duties, blob_sync] })
 }
 
 /// On a fresh cluster, the initial master with the smallest name gathers every initial
