@@ -260,11 +260,15 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (data, last_applied, membership) = {
+        // Clone under the lock (fast), serialise outside it so applying writes is not blocked.
+        let (state, last_applied, membership) = {
             let state = self.state.read().expect("state lock");
             let applied = self.applied.read().expect("applied lock");
-            (encode(&*state), applied.0, applied.1.clone())
+            (state.clone(), applied.0, applied.1.clone())
         };
+        let data = tokio::task::spawn_blocking(move || encode(&state))
+            .await
+            .map_err(|e| write_err(ErrorSubject::Store, anyhow_like::Error(e.to_string())))?;
         let snapshot_id = match last_applied {
             Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, data.len()),
             None => format!("empty-{}", data.len()),
