@@ -1,7 +1,8 @@
 //! Process end-to-end tests (see e2e/README.md): the real `medos` binary, `medos dev`
-//! clusters on loopback, kill -9, restarts, membership changes, bad input, and a history
-//! checker for lost and stale writes.
+//! clusters on loopback, kill -9, restarts, membership changes, bad input, a history
+//! checker for lost and stale writes, and agents running real containers.
 
+mod agents;
 mod bad_input;
 mod cli;
 mod durability;
@@ -9,4 +10,5 @@ mod failover;
 mod history;
 mod membership;
 mod support;
+mod task_io;
 mod workload;

@@ -2,10 +2,15 @@
 //! starts, the CLI as a subprocess, and polling with deadlines.
 //!
 //! Cleanup is the guard's job, also when a test panics: `Drop` SIGKILLs the `medos dev`
-//! process group (the masters it spawned are in it), every master the test restarted or added
-//! itself, and every master still listed in `cluster.json` (after checking `/proc/PID/cmdline`
-//! names this cluster's config, so a reused pid is never hit). On a panic it prints the tail
-//! of every master log first. `MEDOS_E2E_KEEP=1` keeps the temp dir for a post-mortem.
+//! process group (the masters and agents it spawned are in it), every master and agent the
+//! test restarted or added itself, and every node still listed in `cluster.json` (after
+//! checking `/proc/PID/cmdline` names this cluster's config, so a reused pid is never hit).
+//! Then it SIGKILLs every container process left behind: the agents' shims run in their own
+//! sessions and outlive the agents by design, so they are found by their command line
+//! (`__container-init` and a path inside this cluster's dir; the task processes die with their
+//! container init, PID 1 of their pid namespace), and removes the containers' cgroups. On a
+//! panic it prints the tail of every master and agent log first. `MEDOS_E2E_KEEP=1` keeps the
+//! temp dir for a post-mortem.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -169,6 +174,123 @@ impl MasterHandle {
     }
 }
 
+/// One agent of the cluster (`medos dev --agents M`, restarted with `medos agent --config`).
+pub struct AgentHandle {
+    pub name: String,
+    pub config: PathBuf,
+    /// The agent's work dir: `agent-id`, `sandboxes/<task id>/`, `runtime/containers/<id>/`.
+    pub work_dir: PathBuf,
+    pub log: PathBuf,
+    proc_: Proc,
+}
+
+impl AgentHandle {
+    fn from_entry(n: &NodeEntry) -> Self {
+        Self {
+            name: n.name.clone(),
+            config: n.config.clone(),
+            work_dir: n.data_dir.clone(),
+            log: n.log.clone(),
+            proc_: Proc::Dev(n.pid),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !matches!(self.proc_, Proc::Stopped)
+    }
+
+    /// The pid of the running agent process.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.proc_ {
+            Proc::Dev(pid) => Some(*pid),
+            Proc::Own(child) => Some(child.id()),
+            Proc::Stopped => None,
+        }
+    }
+
+    /// The id the masters gave this agent (it keeps it in `WORK_DIR/agent-id`).
+    pub fn id(&self) -> Option<String> {
+        std::fs::read_to_string(self.work_dir.join("agent-id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The task's sandbox on this agent (its `MESOS_SANDBOX`, with the `stdout`/`stderr` files).
+    pub fn sandbox(&self, task_id: &str) -> PathBuf {
+        self.work_dir.join("sandboxes").join(task_id)
+    }
+
+    /// The runtime's state dirs of the task's containers on this agent (one per launch).
+    pub fn containers_of(&self, task_id: &str) -> Vec<ContainerInfo> {
+        let Ok(entries) = std::fs::read_dir(self.work_dir.join("runtime/containers")) else { return Vec::new() };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let Some(plan) = read_json_file(&dir.join("config.json")) else { continue };
+            if plan["task_id"].as_str() == Some(task_id) {
+                found.push(ContainerInfo { dir });
+            }
+        }
+        found
+    }
+
+    /// The task's one container on this agent; panics if there is none or more than one.
+    pub fn container_of(&self, task_id: &str) -> ContainerInfo {
+        let mut all = self.containers_of(task_id);
+        assert_eq!(all.len(), 1, "task {task_id} has {} container(s) on {}", all.len(), self.name);
+        all.remove(0)
+    }
+}
+
+/// A container's state dir in an agent's runtime (`config.json`, `state.json`, `exit.json`).
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub dir: PathBuf,
+}
+
+/// A process identity as the runtime records it: a pid and its start time in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcId {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+impl ProcId {
+    /// True while that very process runs (not a zombie, pid not reused).
+    pub fn is_alive(&self) -> bool {
+        proc_stat(self.pid).is_some_and(|(state, start)| start == self.start_ticks && !matches!(state, 'Z' | 'X'))
+    }
+}
+
+/// State and start time (field 22) from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+}
+
+fn read_json_file(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+impl ContainerInfo {
+    /// The task's main process as the shim recorded it in `state.json`.
+    pub fn task_process(&self) -> Option<ProcId> {
+        let state = read_json_file(&self.dir.join("state.json"))?;
+        Some(ProcId {
+            pid: u32::try_from(state["task"]["pid"].as_u64()?).ok()?,
+            start_ticks: state["task"]["start_ticks"].as_u64()?,
+        })
+    }
+
+    /// The exit status the shim wrote when the task ended (`None` while it runs).
+    pub fn exit(&self) -> Option<serde_json::Value> {
+        read_json_file(&self.dir.join("exit.json"))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct DevReady {
     cluster_id: String,
@@ -204,6 +326,99 @@ fn kill_if_ours(pid: u32, config: &Path) {
     }
 }
 
+/// Pids whose command line is `… __container-init STAGE DIR …` with DIR inside `root`
+/// (shims and container inits run in their own sessions, so only their command line ties them
+/// to a test; the task processes are in the container init's pid namespace and die with it).
+fn container_processes_under(root: &Path) -> Vec<u32> {
+    let mut needles: Vec<Vec<u8>> = vec![root.as_os_str().as_encoded_bytes().to_vec()];
+    if let Ok(canonical) = root.canonicalize() {
+        needles.push(canonical.as_os_str().as_encoded_bytes().to_vec());
+    }
+    for needle in &mut needles {
+        needle.push(b'/');
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_stage = args.iter().any(|a| *a == b"__container-init");
+        let in_root = args.iter().any(|a| needles.iter().any(|n| a.starts_with(n)));
+        if is_stage && in_root && !is_dead(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGKILLs every container process of the agents under `root` (a container init's death
+/// kills its whole pid namespace), waits for them, then removes the containers' cgroups.
+fn kill_containers(root: &Path) {
+    let start = Instant::now();
+    let mut quiet_scans = 0;
+    // Two empty scans in a row: a `spawn` stage caught mid-way may still start its shim.
+    while quiet_scans < 2 {
+        let pids = container_processes_under(root);
+        if pids.is_empty() {
+            quiet_scans += 1;
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        quiet_scans = 0;
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            eprintln!("container processes {pids:?} under {} survive SIGKILL", root.display());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Each container's plan names its cgroups; they can go once their processes are gone.
+    let Ok(agents) = std::fs::read_dir(root) else { return };
+    for agent in agents.flatten() {
+        let Ok(containers) = std::fs::read_dir(agent.path().join("work/runtime/containers")) else { continue };
+        for container in containers.flatten() {
+            let id = container.file_name();
+            let Some(plan) = read_json_file(&container.path().join("config.json")) else { continue };
+            let mut paths = Vec::new();
+            collect_strings(&plan["cgroup"], &mut paths);
+            for path in paths.iter().map(PathBuf::from) {
+                // Only a task cgroup named after this container, under the cgroup root.
+                if path.starts_with("/sys/fs/cgroup") && path.file_name() == Some(id.as_os_str()) {
+                    remove_cgroup(&path);
+                }
+            }
+        }
+    }
+}
+
+fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// `rmdir`s a cgroup, retrying while the kernel still counts dying processes in it.
+fn remove_cgroup(path: &Path) {
+    let start = Instant::now();
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if start.elapsed() > Duration::from_secs(5) => {
+                eprintln!("cannot remove the cgroup {}: {e}", path.display());
+                return;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -220,7 +435,10 @@ pub struct DevCluster {
     pub admin_password: String,
     pub token: String,
     pub masters: Vec<MasterHandle>,
+    pub agents: Vec<AgentHandle>,
     initial_masters: u8,
+    /// `--agents M`, when the test asked for a number (otherwise `medos dev`'s default).
+    initial_agents: Option<u8>,
     dev: Option<Child>,
     dev_log: PathBuf,
     tmp: Option<tempfile::TempDir>,
@@ -229,6 +447,16 @@ pub struct DevCluster {
 impl DevCluster {
     /// Runs `medos --json dev --masters N --dir TMP/cluster` and waits for its readiness line.
     pub async fn start(masters: u8) -> Self {
+        Self::start_with(masters, None).await
+    }
+
+    /// Runs `medos --json dev --masters N --agents M --dir TMP/cluster`; ready once every
+    /// agent is ACTIVE (`medos dev` waits for that).
+    pub async fn start_with_agents(masters: u8, agents: u8) -> Self {
+        Self::start_with(masters, Some(agents)).await
+    }
+
+    async fn start_with(masters: u8, agents: Option<u8>) -> Self {
         let tmp = tempfile::Builder::new().prefix("medos-e2e-").tempdir().expect("creating a temp dir");
         let dir = tmp.path().join("cluster");
         let cli_config = tmp.path().join("cli");
@@ -242,7 +470,9 @@ impl DevCluster {
             admin_password: String::new(),
             token: String::new(),
             masters: Vec::new(),
+            agents: Vec::new(),
             initial_masters: masters,
+            initial_agents: agents,
             dev: None,
             tmp: Some(tmp),
         };
@@ -261,8 +491,13 @@ impl DevCluster {
     async fn run_dev(&mut self) {
         assert!(self.dev.is_none(), "medos dev is already running");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.dev_log).expect("dev log");
-        let mut child = Command::new(MEDOS)
-            .args(["--json", "dev", "--masters", &self.initial_masters.to_string(), "--dir"])
+        let mut command = Command::new(MEDOS);
+        command.args(["--json", "dev", "--masters", &self.initial_masters.to_string()]);
+        if let Some(agents) = self.initial_agents {
+            command.args(["--agents", &agents.to_string()]);
+        }
+        let mut child = command
+            .arg("--dir")
             .arg(&self.dir)
             .env("MEDOS_CONFIG_DIR", &self.cli_config)
             .env_remove("MEDOS_URL")
@@ -310,7 +545,6 @@ impl DevCluster {
         } else {
             assert_eq!(ready.cluster_id, self.cluster_id, "rerunning medos dev on the same dir keeps the cluster id");
         }
-        // Masters only: agents (when `medos dev` runs them) are not this guard's to restart.
         for node in ready.nodes.iter().filter(|n| n.role == "master") {
             match self.masters.iter_mut().find(|m| m.name == node.name) {
                 Some(m) => {
@@ -318,6 +552,15 @@ impl DevCluster {
                     *m = MasterHandle::from_entry(node);
                 }
                 None => self.masters.push(MasterHandle::from_entry(node)),
+            }
+        }
+        for node in ready.nodes.iter().filter(|n| n.role == "agent") {
+            match self.agents.iter_mut().find(|a| a.name == node.name) {
+                Some(a) => {
+                    assert!(!a.is_running(), "{} restarted while still running", node.name);
+                    *a = AgentHandle::from_entry(node);
+                }
+                None => self.agents.push(AgentHandle::from_entry(node)),
             }
         }
     }
@@ -338,6 +581,12 @@ impl DevCluster {
             if let Proc::Dev(pid) = m.proc_ {
                 assert!(is_dead(pid), "{} (pid {pid}) still runs after medos dev stopped", m.name);
                 m.proc_ = Proc::Stopped;
+            }
+        }
+        for a in &mut self.agents {
+            if let Proc::Dev(pid) = a.proc_ {
+                assert!(is_dead(pid), "{} (pid {pid}) still runs after medos dev stopped", a.name);
+                a.proc_ = Proc::Stopped;
             }
         }
         status
@@ -381,6 +630,11 @@ impl DevCluster {
     /// Runs the CLI against this cluster (the config `medos dev` attached).
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         cli(&self.cli_config, &[], args).await
+    }
+
+    /// Runs the CLI against one master only (`MEDOS_URL`), with the attached config's token.
+    pub async fn cli_via(&self, url: &str, args: &[&str]) -> CliOutput {
+        cli(&self.cli_config, &[("MEDOS_URL", url)], args).await
     }
 
     /// SIGKILLs a master and waits until it is gone; returns the instant just before the kill.
@@ -572,6 +826,66 @@ impl DevCluster {
         api
     }
 
+    pub fn agent(&self, name: &str) -> &AgentHandle {
+        self.agents.iter().find(|a| a.name == name).unwrap_or_else(|| panic!("no agent {name}"))
+    }
+
+    fn agent_mut(&mut self, name: &str) -> &mut AgentHandle {
+        self.agents.iter_mut().find(|a| a.name == name).unwrap_or_else(|| panic!("no agent {name}"))
+    }
+
+    /// The agent the masters know by `id` (as in a task's `agent_id`).
+    pub fn agent_by_id(&self, id: &str) -> &AgentHandle {
+        self.agents.iter().find(|a| a.id().as_deref() == Some(id)).unwrap_or_else(|| {
+            let known: Vec<(String, Option<String>)> = self.agents.iter().map(|a| (a.name.clone(), a.id())).collect();
+            panic!("no agent has id {id}; agents: {known:?}")
+        })
+    }
+
+    /// SIGKILLs an agent and waits until it is gone (its containers keep running); returns
+    /// the instant just before the kill.
+    pub fn kill9_agent(&mut self, name: &str) -> Instant {
+        let a = self.agent_mut(name);
+        let at = Instant::now();
+        match std::mem::replace(&mut a.proc_, Proc::Stopped) {
+            Proc::Dev(pid) => {
+                kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("SIGKILL");
+                wait_dead(pid, Duration::from_secs(10));
+            }
+            Proc::Own(mut child) => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaping a killed agent");
+            }
+            Proc::Stopped => panic!("{name} is not running"),
+        }
+        at
+    }
+
+    /// Starts a stopped agent again with `medos agent --config <its config>` (same work dir,
+    /// so it recovers its checkpoints and containers and re-registers with the same id).
+    pub fn restart_agent(&mut self, name: &str) {
+        let a = self.agent_mut(name);
+        assert!(!a.is_running(), "{name} is still running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&a.log).expect("opening the agent log");
+        let child = Command::new(MEDOS)
+            .arg("agent")
+            .arg("--config")
+            .arg(&a.config)
+            .env_remove("MEDOS_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning medos agent");
+        a.proc_ = Proc::Own(child);
+    }
+
+    /// Pids of the container processes (shims, container inits, exec helpers) of this
+    /// cluster's agents: `medos __container-init STAGE DIR` with DIR inside this cluster's dir.
+    pub fn container_processes(&self) -> Vec<u32> {
+        container_processes_under(&self.dir)
+    }
+
     /// Forgets a master the test stopped and removed (so `urls()` no longer lists it).
     pub fn forget(&mut self, name: &str) {
         let m = self.master(name);
@@ -597,17 +911,41 @@ impl Drop for DevCluster {
                 Proc::Stopped => {}
             }
         }
+        let mut signalled = Vec::new();
+        for a in &mut self.agents {
+            match std::mem::replace(&mut a.proc_, Proc::Stopped) {
+                Proc::Own(mut child) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                Proc::Dev(pid) => {
+                    kill_if_ours(pid, &a.config);
+                    signalled.push(pid);
+                }
+                Proc::Stopped => {}
+            }
+        }
         if let Ok(text) = std::fs::read_to_string(self.dir.join("cluster.json"))
             && let Ok(file) = serde_json::from_str::<ClusterFile>(&text)
         {
             for node in &file.nodes {
                 kill_if_ours(node.pid, &node.config);
+                signalled.push(node.pid);
             }
         }
+        // Once the agents are gone nothing starts new containers; then the leftovers can go.
+        let start = Instant::now();
+        while signalled.iter().any(|pid| !is_dead(*pid)) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill_containers(&self.dir);
         if std::thread::panicking() {
             eprintln!("---- medos dev log ({}) ----\n{}", self.dev_log.display(), tail(&self.dev_log, 20));
             for m in &self.masters {
                 eprintln!("---- {} log ({}) ----\n{}", m.name, m.log.display(), tail(&m.log, 30));
+            }
+            for a in &self.agents {
+                eprintln!("---- {} log ({}) ----\n{}", a.name, a.log.display(), tail(&a.log, 30));
             }
         }
         if std::env::var_os("MEDOS_E2E_KEEP").is_some()

@@ -215,3 +215,50 @@ async fn draining_an_agent_kills_its_tasks_and_stops_placement() {
     agent.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_checks_report_healthy_and_then_unhealthy() {
+    let cluster = TestCluster::start(1, fast_tuning()).await;
+    let fake = Arc::new(FakeContainers::default());
+    let agent = start_agent(&cluster, "agent-1", fake.clone()).await;
+    wait_agents(&cluster, 1).await;
+    let client = cluster.client("m1").await;
+    // The "task" serves on a port the test controls.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let request: RunTask = serde_json::from_value(serde_json::json!({
+        "name": "web", "cmd": "serve", "ports": 1,
+        "healthChecks": [{
+            "protocol": "MESOS_TCP", "port": port,
+            "gracePeriodSeconds": 0, "intervalSeconds": 1, "timeoutSeconds": 1, "delaySeconds": 0,
+            "maxConsecutiveFailures": 2
+        }]
+    }))
+    .unwrap();
+    let task = client.run_task(&request).await.unwrap();
+    let master = cluster.any_master();
+    let id = task.id.clone();
+    let health = |want: bool| {
+        let m = master.clone();
+        let id = id.clone();
+        async move {
+            let state = m.state.read().unwrap();
+            state.tasks.get(&id).filter(|t| t.state == TaskState::TASK_RUNNING && t.healthy == Some(want)).cloned()
+        }
+    };
+    wait_for("the task to be healthy", Duration::from_secs(20), || health(true)).await;
+    drop(listener);
+    let unhealthy = wait_for("the task to be unhealthy", Duration::from_secs(20), || health(false)).await;
+    assert!(unhealthy.message.contains("in a row"), "{}", unhealthy.message);
+    assert_eq!(unhealthy.reason.as_deref(), Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"));
+
+    // Bad health check definitions are refused with the field named.
+    let bad: RunTask = serde_json::from_value(serde_json::json!({
+        "cmd": "x", "healthChecks": [{ "protocol": "MESOS_HTTP", "portIndex": 3 }]
+    }))
+    .unwrap();
+    let err = client.run_task(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("healthChecks[0].portIndex"), "{err}");
+    agent.shutdown().await;
+    cluster.shutdown().await;
+}

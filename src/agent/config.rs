@@ -43,9 +43,14 @@ pub struct AgentConfig {
     /// A public agent (Mesos role `slave_public`), for load balancers and edge services.
     #[serde(default)]
     pub public: bool,
-    /// The agent's own API URL reported to masters (sandbox files, logs, exec).
+    /// The agent's own API URL reported to masters (sandbox files, logs, exec). Empty: derived
+    /// from `listen` (and `address` when `listen` is a wildcard address).
     #[serde(default)]
     pub api: String,
+    /// Where the agent serves its HTTPS API (sandbox files, exec) to the masters, e.g.
+    /// `0.0.0.0:5051`. None: no API; task logs and exec are then unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 fn default_ports() -> Vec<String> {
@@ -94,6 +99,15 @@ impl AgentConfig {
             });
         }
         self.port_ranges().map_err(|message| AgentConfigError::Invalid { field: "ports", message })?;
+        if !self.api.is_empty() && !self.api.starts_with("https://") {
+            return Err(AgentConfigError::Invalid {
+                field: "api",
+                message: format!(
+                    "{:?} must be an https:// URL (or leave it empty to derive it from `listen`)",
+                    self.api
+                ),
+            });
+        }
         for (field, value) in [
             ("resources.cpus", self.resources.cpus),
             ("resources.mem", self.resources.mem),
@@ -109,6 +123,17 @@ impl AgentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The API URL to advertise for an API bound to `bound`: `api` if set, else `https://`
+    /// the bound address (with `address` in place of a wildcard IP).
+    pub fn advertised_api(&self, bound: std::net::SocketAddr) -> String {
+        if !self.api.is_empty() {
+            return self.api.clone();
+        }
+        let host = if bound.ip().is_unspecified() { self.address.clone() } else { bound.ip().to_string() };
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+        format!("https://{host}:{}", bound.port())
     }
 
     pub fn port_ranges(&self) -> Result<Vec<PortRange>, String> {
@@ -131,5 +156,32 @@ mod tests {
         assert!(parse_range("9-1").unwrap_err().contains("begin <= end"));
         assert!(parse_range("x-2").unwrap_err().contains("not a port range"));
         assert!(parse_range("0-5").is_err());
+    }
+
+    #[test]
+    fn the_advertised_api_follows_listen_and_address() {
+        let config: AgentConfig = toml::from_str(
+            r#"
+            name = "a"
+            hostname = "a"
+            address = "10.0.0.7"
+            masters = ["https://m:1"]
+            work_dir = "/tmp/a"
+            listen = "0.0.0.0:5051"
+            [tls]
+            ca = "ca"
+            cert = "c"
+            key = "k"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen, Some("0.0.0.0:5051".parse().unwrap()));
+        assert_eq!(config.advertised_api("0.0.0.0:5051".parse().unwrap()), "https://10.0.0.7:5051");
+        assert_eq!(config.advertised_api("127.0.0.1:40000".parse().unwrap()), "https://127.0.0.1:40000");
+        assert_eq!(config.advertised_api("[::1]:5051".parse().unwrap()), "https://[::1]:5051");
+        let explicit = AgentConfig { api: "https://agent.example:5051".into(), ..config.clone() };
+        assert_eq!(explicit.advertised_api("0.0.0.0:1".parse().unwrap()), "https://agent.example:5051");
+        let bad = AgentConfig { api: "http://x".into(), ..config };
+        assert!(bad.validate().unwrap_err().to_string().contains("api"));
     }
 }

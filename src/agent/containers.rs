@@ -251,6 +251,21 @@ impl Containers for RuntimeContainers {
         }
     }
 
+    fn run_check(&self, task_id: &str, command: &str, timeout: Duration) -> Result<i32, String> {
+        let id = self.id(task_id)?;
+        let spec = super::runtime::ExecSpec::new(CommandSpec::shell(command));
+        self.handle.block_on(async {
+            let mut process = self.runtime.exec(&id, spec).await.map_err(|e| e.to_string())?;
+            match tokio::time::timeout(timeout, process.wait()).await {
+                Ok(status) => status.map(|s| s.shell_code()).map_err(|e| e.to_string()),
+                Err(_) => {
+                    let _ = process.signal(super::runtime::Signal::SIGKILL);
+                    Err(format!("the check command did not finish within {timeout:?}"))
+                }
+            }
+        })
+    }
+
     fn destroy(&self, task_id: &str) {
         let Ok(id) = self.id(task_id) else { return };
         if let Err(e) = self.handle.block_on(self.runtime.destroy(&id)) {
@@ -276,6 +291,17 @@ impl Containers for RuntimeContainers {
         {
             tracing::warn!(error = %e, "layer garbage collection failed");
         }
+    }
+
+    fn exec<'a>(
+        &'a self,
+        task_id: &'a str,
+        spec: super::runtime::ExecSpec,
+    ) -> super::runtime::BoxFuture<'a, Result<super::runtime::ExecProcess, String>> {
+        Box::pin(async move {
+            let id = self.id(task_id)?;
+            self.runtime.exec(&id, spec).await.map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -303,6 +329,7 @@ mod tests {
                 user: None,
                 kill_grace_ms: 1000,
                 labels: Default::default(),
+                health_checks: vec![],
             },
             state: TaskState::TASK_STAGING,
             reason: None,

@@ -34,6 +34,21 @@ pub trait Containers: Send + Sync + 'static {
     fn exit(&self, task_id: &str) -> Result<Option<Exit>, String>;
     /// Releases what the container held (cgroups, mounts) after it ended.
     fn destroy(&self, task_id: &str);
+    /// Starts a process inside the task's running container (`medos task exec`).
+    fn exec<'a>(
+        &'a self,
+        task_id: &'a str,
+        spec: super::runtime::ExecSpec,
+    ) -> super::runtime::BoxFuture<'a, Result<super::runtime::ExecProcess, String>> {
+        let _ = spec;
+        Box::pin(async move { Err(format!("this agent's container runtime cannot exec into task {task_id}")) })
+    }
+    /// Runs `command` with `/bin/sh -c` inside the task's container (COMMAND health checks);
+    /// returns its exit code.
+    fn run_check(&self, task_id: &str, command: &str, timeout: Duration) -> Result<i32, String> {
+        let _ = (command, timeout);
+        Err(format!("command checks are not supported for task {task_id}"))
+    }
 }
 
 /// A task as this agent checkpoints it.
@@ -272,6 +287,37 @@ impl Executor {
             tasks.remove(id);
             let _ = std::fs::remove_file(self.dir.join("tasks").join(format!("{id}.json")));
         }
+    }
+
+    /// Running tasks that are not being killed (for health checks).
+    pub fn running(&self) -> Vec<Task> {
+        let tasks = self.tasks.lock().expect("executor lock");
+        tasks.values().filter(|r| r.state == TaskState::TASK_RUNNING && !r.killing).map(|r| r.task.clone()).collect()
+    }
+
+    /// Reports a change of a running task's health.
+    pub fn report_health(&self, task_id: &str, healthy: bool, message: String) {
+        if self.state_of(task_id) != Some(TaskState::TASK_RUNNING) {
+            return;
+        }
+        let status = TaskStatus {
+            task_id: task_id.to_string(),
+            uuid: uuid(),
+            state: TaskState::TASK_RUNNING,
+            reason: Some("REASON_TASK_HEALTH_CHECK_STATUS_UPDATED".into()),
+            message,
+            timestamp_ms: crate::clock::now_ms(),
+            exit_code: None,
+            healthy: Some(healthy),
+            source: "SOURCE_EXECUTOR".into(),
+        };
+        if let Err(e) = self.outbox.push(&status) {
+            tracing::error!(task = %task_id, error = %e, "cannot queue a health update");
+        }
+    }
+
+    pub fn containers(&self) -> Arc<dyn Containers> {
+        self.containers.clone()
     }
 
     pub fn state_of(&self, task_id: &str) -> Option<TaskState> {

@@ -8,6 +8,8 @@ pub mod config;
 pub mod containers;
 pub mod executor;
 pub mod fake;
+pub mod health;
+pub mod http;
 pub mod outbox;
 pub mod resources;
 pub mod runtime;
@@ -38,8 +40,12 @@ pub enum AgentError {
 pub struct RunningAgent {
     pub session: Arc<session::Session>,
     pub executor: Arc<executor::Executor>,
+    /// The agent API's advertised URL (empty without `listen`).
+    pub api: String,
+    api_server: Option<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    health: tokio::task::AbortHandle,
 }
 
 impl RunningAgent {
@@ -53,6 +59,10 @@ impl RunningAgent {
     /// Simulates `kill -9` of the agent (in-process tests).
     pub fn crash(self) {
         self.task.abort();
+        if let Some(api) = &self.api_server {
+            api.abort();
+        }
+        self.health.abort();
     }
 }
 
@@ -70,12 +80,15 @@ pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Resu
         .build()
         .map_err(|e| AgentError::Other(format!("building the HTTP client: {e}")))?;
     let outbox = Arc::new(outbox::Outbox::open(&config.work_dir.join("outbox")).map_err(work_err)?);
-    let executor = Arc::new(executor::Executor::open(&config.work_dir, containers, outbox.clone()).map_err(work_err)?);
+    let executor =
+        Arc::new(executor::Executor::open(&config.work_dir, containers.clone(), outbox.clone()).map_err(work_err)?);
+    let api_server = http::ApiServer::bind(&config).await?;
+    let api = api_server.as_ref().map(|s| s.url.clone()).unwrap_or_else(|| config.api.clone());
     let registration = AgentRegistration {
         agent_id: String::new(),
         hostname: config.hostname.clone(),
         address: config.address.clone(),
-        api: config.api.clone(),
+        api: api.clone(),
         total,
         attributes: config.attributes.clone(),
         public: config.public,
@@ -90,6 +103,16 @@ pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Resu
         config.work_dir.join("agent-id"),
     ));
     let (shutdown, rx) = watch::channel(false);
-    let task = tokio::spawn(session.clone().run(rx));
-    Ok(RunningAgent { session, executor, shutdown, task })
+    let api_server = api_server.map(|server| {
+        let sandboxes = config.work_dir.join("sandboxes");
+        server.spawn(http::AgentApi { sandboxes, executor: executor.clone(), containers }, rx.clone())
+    });
+    let health = tokio::spawn(health::run(executor.clone()));
+    let health_abort = health.abort_handle();
+    let session_task = session.clone();
+    let task = tokio::spawn(async move {
+        session_task.run(rx).await;
+        health.abort();
+    });
+    Ok(RunningAgent { session, executor, api, api_server, shutdown, task, health: health_abort })
 }

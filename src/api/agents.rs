@@ -229,5 +229,6 @@ pub async fn set_mode(
         other => return Err(ApiError::Internal(format!("unexpected result {other:?}"))),
     }
     let state = master.state.read().expect("state lock");
-    Ok(Json(view(&state, &state.agents[&agent_id])))
+    let agent = state.agents.get(&agent_id).ok_or_else(|| ApiError::NotFound(format!("agent {agent_id} is gone")))?;
+    Ok(Json(view(&state, agent)))
 }

@@ -46,6 +46,8 @@ pub struct Client {
     urls: Vec<String>,
     current: AtomicUsize,
     token: Option<String>,
+    /// The TLS settings, kept for WebSockets (`exec`), which reqwest does not speak.
+    tls: rustls::ClientConfig,
 }
 
 /// Percent-encodes a key for a URL path, keeping `/` as the separator.
@@ -71,13 +73,13 @@ impl Client {
 
     pub fn with_tls(urls: Vec<String>, tls: rustls::ClientConfig, token: Option<String>) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
+            .use_preconfigured_tls(tls.clone())
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(180))
             .build()
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let urls = urls.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect();
-        Ok(Self { http, urls, current: AtomicUsize::new(0), token })
+        Ok(Self { http, urls, current: AtomicUsize::new(0), token, tls })
     }
 
     pub fn set_token(&mut self, token: Option<String>) {
@@ -207,6 +209,41 @@ impl Client {
     pub async fn kill_task(&self, id: &str, grace_seconds: Option<f64>) -> Result<crate::core::Task, ClientError> {
         let body = super::tasks::KillRequest { grace_seconds };
         self.call_json(Method::POST, &format!("/v1/tasks/{}/kill", encode_key(id)), &body).await
+    }
+
+    /// Reads `length` bytes at `offset` of a file in a task's sandbox (`offset` -1: only the
+    /// file's size, as the chunk's offset).
+    pub async fn read_task_file(
+        &self,
+        task: &str,
+        path: &str,
+        offset: i64,
+        length: u64,
+    ) -> Result<super::sandbox::FileChunk, ClientError> {
+        let query = format!("path={}&offset={offset}&length={length}", encode_key(path));
+        self.call(Method::GET, &format!("/v1/tasks/{}/files/read?{query}", encode_key(task)), None, false).await
+    }
+
+    /// Lists a directory of a task's sandbox (`""`: the sandbox itself).
+    pub async fn browse_task_files(
+        &self,
+        task: &str,
+        path: &str,
+    ) -> Result<Vec<super::sandbox::FileInfo>, ClientError> {
+        let path = format!("/v1/tasks/{}/files/browse?path={}", encode_key(task), encode_key(path));
+        self.call(Method::GET, &path, None, false).await
+    }
+
+    /// Starts a process in a running task (`medos task exec`).
+    pub async fn exec(
+        &self,
+        task: &str,
+        start: &super::sandbox::ExecStart,
+    ) -> Result<super::sandbox::ExecSession, ClientError> {
+        let first = self.current.load(Ordering::Relaxed) % self.urls.len().max(1);
+        let mut urls = self.urls.clone();
+        urls.rotate_left(first);
+        super::sandbox::open_exec(&urls, &self.tls, self.token.as_deref(), task, start).await
     }
 
     pub async fn agents(&self) -> Result<Vec<super::agents::AgentView>, ClientError> {

@@ -8,8 +8,8 @@ use axum::extract::State;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use super::error::ApiError;
-use crate::core::{Command, Response as CoreResponse};
-use crate::master::node::{IdentityAnswer, ReadIndex};
+use crate::core::Command;
+use crate::master::node::{IdentityAnswer, Proposed, ReadIndex};
 use crate::master::types::{NodeId, TypeConfig};
 use crate::master::{Master, ProposeError};
 
@@ -46,7 +46,7 @@ pub async fn identity(State(m): State<Arc<Master>>) -> Json<IdentityAnswer> {
     Json(m.identity())
 }
 
-pub async fn propose(State(m): State<Arc<Master>>, body: JsonBody<Command>) -> Result<Json<CoreResponse>, ApiError> {
+pub async fn propose(State(m): State<Arc<Master>>, body: JsonBody<Command>) -> Result<Json<Proposed>, ApiError> {
     let Json(command) = body?;
     match m.propose_local(command).await? {
         Some(r) => Ok(Json(r)),

@@ -14,6 +14,7 @@ pub mod images;
 pub mod internal;
 pub mod kv;
 pub mod query;
+pub mod sandbox;
 pub mod server;
 pub mod tasks;
 
@@ -58,6 +59,11 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/v1/tasks", get(tasks::list).post(tasks::run))
         .route("/v1/tasks/{id}", get(tasks::show))
         .route("/v1/tasks/{id}/kill", post(tasks::kill))
+        .route("/v1/tasks/{id}/files/read", get(sandbox::task_read))
+        .route("/v1/tasks/{id}/files/browse", get(sandbox::task_browse))
+        .route("/v1/tasks/{id}/exec", get(sandbox::task_exec))
+        .route("/slave/{agent_id}/files/read.json", get(sandbox::agent_read))
+        .route("/slave/{agent_id}/files/browse.json", get(sandbox::agent_browse))
         .route("/acs/api/v1/users", get(auth::list_users))
         .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
         .route_layer(from_fn_with_state(master.clone(), auth::require_token));

@@ -47,6 +47,9 @@ pub struct RunTask {
     pub user: Option<String>,
     #[serde(default)]
     pub kill_grace_seconds: Option<f64>,
+    /// Marathon health checks, run by the agent.
+    #[serde(default, alias = "healthChecks")]
+    pub health_checks: Vec<crate::core::tasks::HealthCheck>,
 }
 
 fn default_cpus() -> f64 {
@@ -67,7 +70,8 @@ impl RunTask {
         let command = match (self.cmd, self.args) {
             (Some(cmd), None) => CommandSpec { shell: true, value: cmd, arguments: vec![] },
             (None, Some(args)) if !args.is_empty() => {
-                CommandSpec { shell: false, value: args[0].clone(), arguments: args[1..].to_vec() }
+                // As in Mesos: `value` is the program, `arguments` the whole argv (argv[0] too).
+                CommandSpec { shell: false, value: args[0].clone(), arguments: args.clone() }
             }
             (Some(_), Some(_)) => return Err(ApiError::BadRequest("give either cmd or args, not both".into())),
             _ => return Err(ApiError::BadRequest("cmd: a command is required (or args)".into())),
@@ -91,6 +95,7 @@ impl RunTask {
             user: self.user,
             kill_grace_ms: grace,
             labels: BTreeMap::new(),
+            health_checks: self.health_checks,
         };
         validate_spec(&spec).map_err(ApiError::BadRequest)?;
         Ok(spec)
@@ -158,7 +163,12 @@ pub async fn run(
         match master.propose(Command::TaskLaunch { task: Box::new(task) }).await? {
             CoreResponse::TaskLaunched { .. } => {
                 let state = master.state.read().expect("state lock");
-                return Ok((StatusCode::CREATED, Json(state.tasks[&id].clone())));
+                let task = state
+                    .tasks
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| ApiError::Internal(format!("task {id} vanished after launch")))?;
+                return Ok((StatusCode::CREATED, Json(task)));
             }
             CoreResponse::Rejected { message } if message.contains("no longer") || message.contains("not free") => {
                 continue;
@@ -239,5 +249,5 @@ pub async fn kill(
         other => return Err(ApiError::Internal(format!("unexpected result {other:?}"))),
     }
     let state = master.state.read().expect("state lock");
-    Ok(Json(state.tasks[&task_id].clone()))
+    state.tasks.get(&task_id).cloned().map(Json).ok_or_else(|| ApiError::NotFound(format!("task {task_id} is gone")))
 }

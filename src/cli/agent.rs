@@ -81,6 +81,7 @@ impl AgentArgs {
                     attributes: BTreeMap::new(),
                     public: false,
                     api: String::new(),
+                    listen: None,
                 }
             }
         };

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use super::config::Target;
 use super::output;
+use crate::api::client::{Client, ClientError};
+use crate::api::sandbox::{ExecOutput, ExecStart, WindowSize};
 use crate::api::tasks::RunTask;
 use crate::core::{Task, TaskState};
 
@@ -31,6 +33,10 @@ pub enum TaskCommand {
         #[arg(long)]
         grace: Option<f64>,
     },
+    /// Print the end of a task's stdout (or stderr, or another sandbox file); --follow streams it.
+    Log(LogArgs),
+    /// Run a command inside a running task (its namespaces and cgroups), like `docker exec`.
+    Exec(ExecArgs),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +92,7 @@ impl RunArgs {
             env,
             user: self.user.clone(),
             kill_grace_seconds: None,
+            health_checks: Vec::new(),
         })
     }
 }
@@ -152,6 +159,8 @@ pub async fn run(cmd: TaskCommand, json: bool) -> Result<std::process::ExitCode>
             let task = client.task(&id).await?;
             output::json(&task);
         }
+        TaskCommand::Log(args) => return log(&client, args).await,
+        TaskCommand::Exec(args) => return exec(&client, args).await,
         TaskCommand::Kill { id, grace } => {
             let task = client.kill_task(&id, grace).await?;
             if json {
@@ -162,6 +171,242 @@ pub async fn run(cmd: TaskCommand, json: bool) -> Result<std::process::ExitCode>
         }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The task (a unique prefix of its id is enough).
+    pub id: String,
+    /// The file in the task's sandbox: stdout, stderr, or another path relative to the sandbox.
+    #[arg(default_value = "stdout")]
+    pub file: String,
+    /// Keep printing what the task writes; ends once the task has ended and all is printed.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// How many lines from the end to print first.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub lines: usize,
+}
+
+/// Bytes asked for in one read.
+const LOG_CHUNK: u64 = 64 * 1024;
+/// How long `--follow` rides out an unreachable agent or master.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The offset where the last `lines` lines of the file begin.
+async fn tail_offset(client: &Client, id: &str, file: &str, lines: usize) -> Result<u64, ClientError> {
+    let size = client.read_task_file(id, file, -1, 0).await?.offset;
+    if lines == 0 {
+        return Ok(size);
+    }
+    let (mut end, mut newlines) = (size, 0);
+    while end > 0 {
+        let start = end.saturating_sub(LOG_CHUNK);
+        let chunk = client.read_task_file(id, file, start as i64, end - start).await?;
+        // The data may stop short of `end` (a character cut at the end is left out), never past it.
+        let bytes = chunk.data.as_bytes();
+        if chunk.offset != start || bytes.is_empty() {
+            // The file shrank meanwhile (rotated): print it from its start.
+            return Ok(0);
+        }
+        for (i, b) in bytes.iter().enumerate().rev() {
+            let pos = start + i as u64;
+            // A final newline ends the last line rather than starting another.
+            if *b == b'\n' && pos + 1 != size {
+                newlines += 1;
+                if newlines == lines {
+                    return Ok(pos + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn print_bytes(out: &mut impl std::io::Write, data: &[u8]) -> Result<()> {
+    out.write_all(data).and_then(|()| out.flush()).context("writing to stdout")
+}
+
+/// Whether an error may pass while following (an agent or master restarting).
+fn transient(e: &ClientError) -> bool {
+    matches!(e, ClientError::Unreachable { .. } | ClientError::Request { .. }) || e.status() == Some(503)
+}
+
+/// `medos task log TASK [FILE] [--follow] [--lines N]`.
+async fn log(client: &Client, args: LogArgs) -> Result<std::process::ExitCode> {
+    let task = client.task(&args.id).await?;
+    let (id, file) = (task.id.clone(), args.file.as_str());
+    let mut offset = loop {
+        match tail_offset(client, &id, file, args.lines).await {
+            Ok(offset) => break offset,
+            // Not written yet: a follower waits for it while the task may still write it.
+            Err(e) if args.follow && e.status() == Some(404) && !client.task(&id).await?.state.is_terminal() => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) if e.status() == Some(404) => {
+                bail!("{e}\ntask {id} has no {file} (it is {}); `medos task show {id}` tells why", task.state.as_str())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let (mut ended, mut trouble_since) = (false, None::<std::time::Instant>);
+    loop {
+        let chunk = match client.read_task_file(&id, file, offset as i64, LOG_CHUNK).await {
+            Ok(chunk) => {
+                trouble_since = None;
+                chunk
+            }
+            Err(e) if args.follow && transient(&e) => {
+                let since = *trouble_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > FOLLOW_PATIENCE {
+                    return Err(anyhow::Error::new(e).context(format!("following {file} of task {id}")));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if chunk.offset < offset {
+            // Rotated or truncated: the file starts anew.
+            offset = 0;
+            continue;
+        }
+        if !chunk.data.is_empty() {
+            print_bytes(&mut stdout, chunk.data.as_bytes())?;
+            offset = chunk.offset + chunk.data.len() as u64;
+            continue;
+        }
+        // Drained. Without --follow that is the end; with it, the end comes once the task has
+        // ended and one more read after that found nothing new.
+        if !args.follow || ended {
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        match client.task(&id).await {
+            Ok(t) if t.state.is_terminal() => ended = true,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) if transient(&e) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Send this terminal's stdin to the process.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Run the process on a terminal (with -i on a terminal: raw mode, and the size follows).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// The task (a unique prefix of its id is enough).
+    pub id: String,
+    /// The command and its arguments, run directly (no shell): `-- sh -c '…'` for one.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// This terminal's size, if stdout or stdin is one.
+fn window_size() -> Option<WindowSize> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout())
+        .or_else(|_| rustix::termios::tcgetwinsize(std::io::stdin()))
+        .ok()?;
+    (ws.ws_row > 0 && ws.ws_col > 0).then_some(WindowSize { rows: ws.ws_row, cols: ws.ws_col })
+}
+
+/// Puts the terminal on stdin in raw mode until dropped (keys go to the remote terminal).
+struct RawTerminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawTerminal {
+    fn enter() -> Result<Self> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).context("reading the terminal's settings")?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).context("switching the terminal to raw mode")?;
+        Ok(RawTerminal { saved })
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        use nix::sys::termios::{SetArg, tcsetattr};
+        let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// The exit code of an exec: the process's, or 128 + its signal.
+fn exec_exit_code(code: Option<i32>, signal: Option<i32>) -> u8 {
+    match (code, signal) {
+        (Some(c), _) => c.clamp(0, 255) as u8,
+        (None, Some(s)) => (128 + s).clamp(0, 255) as u8,
+        (None, None) => 1,
+    }
+}
+
+/// `medos task exec [-i] [-t] TASK -- CMD…`: exits with the process's exit code.
+async fn exec(client: &Client, args: ExecArgs) -> Result<std::process::ExitCode> {
+    use std::io::{IsTerminal, Read};
+    let raw = args.tty && args.interactive && std::io::stdin().is_terminal();
+    let tty = args.tty.then(|| window_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
+    let start = ExecStart { command: args.command.clone(), tty, stdin: args.interactive };
+    let mut session = client.exec(&args.id, &start).await?;
+    // Restored when this function returns, error or not (before main prints the error).
+    let _terminal = if raw { Some(RawTerminal::enter()?) } else { None };
+    // Stdin is read on a thread of its own: a blocked read never keeps the CLI from exiting.
+    let (input_tx, mut input) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    if args.interactive {
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = stdin.read(&mut buf) {
+                if input_tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+    } else {
+        drop(input_tx);
+    }
+    let mut stdin_open = args.interactive;
+    let mut winch =
+        if raw { Some(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?) } else { None };
+    let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+    loop {
+        tokio::select! {
+            output = session.next() => match output? {
+                Some(ExecOutput::Stdout(b)) => print_bytes(&mut stdout, &b)?,
+                Some(ExecOutput::Stderr(b)) => print_bytes(&mut stderr, &b)?,
+                Some(ExecOutput::Started { .. }) => {}
+                Some(ExecOutput::Exit { code, signal }) => {
+                    session.close().await;
+                    return Ok(std::process::ExitCode::from(exec_exit_code(code, signal)));
+                }
+                None => bail!("the exec session ended without reporting how the process ended"),
+            },
+            data = input.recv(), if stdin_open => match data {
+                Some(data) => session.stdin(&data).await?,
+                None => {
+                    stdin_open = false;
+                    session.close_stdin().await?;
+                }
+            },
+            Some(()) = async {
+                match winch.as_mut() {
+                    Some(w) => w.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(size) = window_size() {
+                    session.resize(size).await?;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -184,5 +429,42 @@ mod tests {
         assert_eq!(many.env["A"], "1");
         let bad = T::try_parse_from(["t", "--env", "nope", "--", "x"]).unwrap().run.request().unwrap_err();
         assert!(bad.to_string().contains("KEY=VALUE"));
+    }
+
+    #[derive(Parser)]
+    struct Io {
+        #[command(subcommand)]
+        cmd: TaskCommand,
+    }
+
+    #[test]
+    fn log_and_exec_parse_like_their_docker_counterparts() {
+        let Io { cmd: TaskCommand::Log(log) } = Io::try_parse_from(["t", "log", "abc"]).unwrap() else { panic!() };
+        assert_eq!((log.id.as_str(), log.file.as_str(), log.follow, log.lines), ("abc", "stdout", false, 10));
+        let parsed = Io::try_parse_from(["t", "log", "-f", "-n", "3", "abc", "stderr"]).unwrap();
+        let Io { cmd: TaskCommand::Log(log) } = parsed else { panic!() };
+        assert_eq!((log.file.as_str(), log.follow, log.lines), ("stderr", true, 3));
+
+        let parsed = Io::try_parse_from(["t", "exec", "-it", "abc", "--", "sh", "-c", "ls -l"]).unwrap();
+        let Io { cmd: TaskCommand::Exec(exec) } = parsed else { panic!() };
+        assert!(exec.interactive && exec.tty);
+        assert_eq!(exec.id, "abc");
+        assert_eq!(exec.command, ["sh", "-c", "ls -l"]);
+        // Without `--`, everything after the task is the command, flags included.
+        let Io { cmd: TaskCommand::Exec(exec) } = Io::try_parse_from(["t", "exec", "abc", "ls", "-l"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(exec.command, ["ls", "-l"]);
+        assert!(!exec.interactive && !exec.tty);
+        assert!(Io::try_parse_from(["t", "exec", "abc"]).is_err(), "a command is required");
+    }
+
+    #[test]
+    fn exec_exit_codes_follow_the_shell() {
+        assert_eq!(exec_exit_code(Some(0), None), 0);
+        assert_eq!(exec_exit_code(Some(7), None), 7);
+        assert_eq!(exec_exit_code(None, Some(9)), 137);
+        assert_eq!(exec_exit_code(Some(300), None), 255);
+        assert_eq!(exec_exit_code(None, None), 1);
     }
 }

@@ -36,6 +36,7 @@ fn spec(cpus: f64, ports: u16) -> TaskSpec {
         user: None,
         kill_grace_ms: 1000,
         labels: BTreeMap::new(),
+        health_checks: vec![],
     }
 }
 

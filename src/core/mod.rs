@@ -15,9 +15,9 @@ pub mod state;
 pub mod tasks;
 pub mod users;
 
-pub use images::{ImageLayer, ImageRecord};
 pub use agents::{Agent, AgentMode, AgentRegistration, AgentStatus};
 pub use command::{Command, Response};
+pub use images::{ImageLayer, ImageRecord};
 pub use kv::{KvEntry, KvError};
 pub use resources::{PortRange, Resources};
 pub use state::{MasterInfo, State};

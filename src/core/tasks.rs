@@ -90,8 +90,8 @@ pub fn transition_allowed(from: TaskState, to: TaskState) -> bool {
     }
 }
 
-/// A Mesos CommandInfo: `shell` runs `/bin/sh -c value`; otherwise `value` is exec'd with
-/// `arguments`.
+/// A Mesos CommandInfo: `shell` runs `/bin/sh -c value`; otherwise the program `value` is
+/// exec'd with `arguments` as its whole argv (argv[0] included), as Mesos does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandSpec {
     #[serde(default = "yes")]
@@ -126,6 +126,101 @@ pub struct TaskSpec {
     pub kill_grace_ms: u64,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Checks the agent runs while the task is RUNNING; results arrive as `healthy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// How a health check probes the task (Marathon's protocols; Mesos runs them on the agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthProtocol {
+    #[serde(alias = "HTTP")]
+    MesosHttp,
+    #[serde(alias = "HTTPS")]
+    MesosHttps,
+    #[serde(alias = "TCP")]
+    MesosTcp,
+    Command,
+}
+
+/// A Marathon health check, with Marathon's field names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub protocol: HealthProtocol,
+    /// HTTP path (`/` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Which of the task's ports to probe (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_index: Option<usize>,
+    /// A fixed port instead of `port_index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// For COMMAND checks: a shell command run inside the task's container; exit 0 = healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<HealthCommand>,
+    #[serde(default = "d300")]
+    pub grace_period_seconds: u64,
+    #[serde(default = "d60")]
+    pub interval_seconds: u64,
+    #[serde(default = "d20")]
+    pub timeout_seconds: u64,
+    #[serde(default = "d3")]
+    pub max_consecutive_failures: u32,
+    #[serde(default = "d15")]
+    pub delay_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCommand {
+    pub value: String,
+}
+
+fn d300() -> u64 {
+    300
+}
+fn d60() -> u64 {
+    60
+}
+fn d20() -> u64 {
+    20
+}
+fn d3() -> u32 {
+    3
+}
+fn d15() -> u64 {
+    15
+}
+
+impl HealthCheck {
+    /// Checks the fields against the task, naming the bad one.
+    pub fn validate(&self, port_count: u16, at: usize) -> Result<(), String> {
+        let field = |f: &str| format!("healthChecks[{at}].{f}");
+        match self.protocol {
+            HealthProtocol::Command => {
+                if self.command.as_ref().is_none_or(|c| c.value.trim().is_empty()) {
+                    return Err(format!("{}: COMMAND checks need a command value", field("command")));
+                }
+            }
+            _ => {
+                if self.port.is_none() && self.port_index.unwrap_or(0) >= usize::from(port_count) {
+                    return Err(format!(
+                        "{}: the task has {port_count} port(s); give portIndex below that or a port",
+                        field("portIndex")
+                    ));
+                }
+            }
+        }
+        if self.interval_seconds == 0 || self.timeout_seconds == 0 {
+            return Err(format!("{} and timeoutSeconds must be at least 1", field("intervalSeconds")));
+        }
+        if self.timeout_seconds > self.interval_seconds {
+            return Err(format!("{} must not exceed intervalSeconds", field("timeoutSeconds")));
+        }
+        Ok(())
+    }
 }
 
 pub fn default_grace_ms() -> u64 {
@@ -238,6 +333,9 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), String> {
     {
         return Err(format!("user {user:?} is not a valid user name"));
     }
+    for (i, check) in spec.health_checks.iter().enumerate() {
+        check.validate(spec.port_count, i)?;
+    }
     for key in spec.env.keys() {
         if key.is_empty() || key.contains(['=', '\0']) {
             return Err(format!("env: {key:?} is not a valid variable name"));
@@ -289,7 +387,26 @@ mod tests {
             user: None,
             kill_grace_ms: 1000,
             labels: BTreeMap::new(),
+            health_checks: vec![],
         }
+    }
+
+    #[test]
+    fn health_checks_parse_with_marathon_names_and_defaults() {
+        let check: HealthCheck =
+            serde_json::from_str(r#"{"protocol": "MESOS_HTTP", "path": "/health", "portIndex": 0}"#).unwrap();
+        assert_eq!(check.protocol, HealthProtocol::MesosHttp);
+        assert_eq!((check.grace_period_seconds, check.interval_seconds, check.timeout_seconds), (300, 60, 20));
+        assert_eq!((check.max_consecutive_failures, check.delay_seconds), (3, 15));
+        let mut s = spec();
+        s.health_checks = vec![check.clone()];
+        assert!(validate_spec(&s).unwrap_err().contains("healthChecks[0].portIndex"));
+        s.port_count = 1;
+        assert_eq!(validate_spec(&s), Ok(()));
+        let cmd: HealthCheck = serde_json::from_str(r#"{"protocol": "COMMAND"}"#).unwrap();
+        s.health_checks = vec![cmd];
+        assert!(validate_spec(&s).unwrap_err().contains("command"));
+        assert!(serde_json::from_str::<HealthCheck>(r#"{"protocol": "UDP"}"#).is_err());
     }
 
     #[test]

@@ -33,11 +33,28 @@ struct AgentSlot {
     name: String,
     /// Host ports this agent offers, e.g. `31000-31999` (each agent its own range).
     ports: String,
+    /// The loopback port of the agent's API (sandbox files, exec); 0 in layouts written
+    /// before agents had one, and then chosen on the next run.
+    #[serde(default)]
+    port: u16,
 }
 
-fn agent_slot(i: usize) -> AgentSlot {
+fn agent_slot(i: usize, port: u16) -> AgentSlot {
     let begin = 31000 + 1000 * (i - 1);
-    AgentSlot { name: format!("agent-{i}"), ports: format!("{begin}-{}", begin + 999) }
+    AgentSlot { name: format!("agent-{i}"), ports: format!("{begin}-{}", begin + 999), port }
+}
+
+/// Slots for `agents` agents, keeping the API ports earlier runs chose.
+fn agent_slots(previous: &[AgentSlot], agents: u8) -> Result<Vec<AgentSlot>> {
+    (1..=usize::from(agents))
+        .map(|i| {
+            let port = match previous.iter().find(|s| s.name == format!("agent-{i}")) {
+                Some(slot) if slot.port != 0 => slot.port,
+                _ => free_port()?,
+            };
+            Ok(agent_slot(i, port))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,7 +108,7 @@ fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> 
         }
         // Agents hold no cluster state: their number may change between runs.
         let mut layout = layout;
-        layout.agents = (1..=usize::from(agents)).map(agent_slot).collect();
+        layout.agents = agent_slots(&layout.agents, agents)?;
         write(&layout)?;
         return Ok(layout);
     }
@@ -99,7 +116,7 @@ fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> 
     for i in 1..=masters {
         slots.push(MasterSlot { name: format!("master-{i}"), port: free_port()? });
     }
-    let layout = Layout { masters: slots, agents: (1..=usize::from(agents)).map(agent_slot).collect() };
+    let layout = Layout { masters: slots, agents: agent_slots(&[], agents)? };
     write(&layout)?;
     Ok(layout)
 }
@@ -176,7 +193,8 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
             resources: Default::default(),
             attributes: Default::default(),
             public: false,
-            api: String::new(),
+            api: format!("https://127.0.0.1:{}", slot.port),
+            listen: Some(format!("127.0.0.1:{}", slot.port).parse().expect("loopback address")),
         };
         let path = node_dir.join("agent.toml");
         pki::ca::write_file(&path, &config.to_toml(), false)?;

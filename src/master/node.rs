@@ -66,6 +66,13 @@ pub struct IdentityAnswer {
     pub cluster_id: Option<String>,
 }
 
+/// Answer of `POST /internal/v1/propose`: the result and the log index it was applied at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proposed {
+    pub response: Response,
+    pub index: u64,
+}
+
 /// Answer of `POST /internal/v1/read_index`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadIndex {
@@ -467,9 +474,21 @@ impl Master {
         loop {
             let leader = self.leader();
             match leader {
-                Some((id, _)) if id == self.id => return self.write_as_leader(command).await,
-                Some((id, node)) => match self.forward(&node, "/internal/v1/propose", &command).await? {
-                    Forwarded::Done(r) => return Ok(r),
+                Some((id, _)) if id == self.id => return self.write_as_leader(command).await.map(|p| p.response),
+                Some((id, node)) => match self.forward::<_, Proposed>(&node, "/internal/v1/propose", &command).await? {
+                    Forwarded::Done(p) => {
+                        // Answer only once this master has applied the write too, so that a
+                        // read right after it on this master sees it.
+                        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+                        self.raft
+                            .wait(Some(remaining))
+                            .applied_index_at_least(Some(p.index), "forwarded write")
+                            .await
+                            .map_err(|_| {
+                                ProposeError::Unknown("the write was committed but this master lags".into())
+                            })?;
+                        return Ok(p.response);
+                    }
                     Forwarded::Retry(why) => {
                         tracing::debug!(%why, "retrying a forwarded write");
                         self.await_leader_change(Some(id), deadline).await?;
@@ -553,7 +572,7 @@ impl Master {
     }
 
     /// Proposes a command received from another master: no second forwarding hop.
-    pub async fn propose_local(&self, command: Command) -> Result<Option<Response>, ProposeError> {
+    pub async fn propose_local(&self, command: Command) -> Result<Option<Proposed>, ProposeError> {
         if !self.is_leader() {
             return Ok(None);
         }
@@ -562,13 +581,13 @@ impl Master {
 
     /// `client_write` on this (leader) node, bounded by the request timeout. A leader cut
     /// off from its quorum cannot commit, so the caller gets an error instead of waiting.
-    async fn write_as_leader(&self, command: Command) -> Result<Response, ProposeError> {
+    async fn write_as_leader(&self, command: Command) -> Result<Proposed, ProposeError> {
         match tokio::time::timeout(self.request_timeout, self.raft.client_write(command)).await {
             Err(_) => Err(ProposeError::Unknown(format!(
                 "not committed within {:?}: this master may be cut off from a majority",
                 self.request_timeout
             ))),
-            Ok(Ok(r)) => Ok(r.data),
+            Ok(Ok(r)) => Ok(Proposed { response: r.data, index: r.log_id.index }),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                 Err(ProposeError::Unknown("leadership changed during the write".into()))
             }

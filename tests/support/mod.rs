@@ -220,6 +220,7 @@ impl TestCluster {
             attributes: Default::default(),
             public: false,
             api: String::new(),
+            listen: None,
         }
     }
 
