@@ -34,11 +34,16 @@ async fn show(c: &DevCluster, id: &str) -> Task {
         .unwrap_or_else(|e| panic!("medos task show printed no task ({e}): {}", out.stdout_text()))
 }
 
-/// Polls the task until `done` holds for it.
+/// Polls the task until `done` holds for it; fails at once if it ended otherwise (terminal
+/// states never change).
 async fn wait_task(client: &Client, id: &str, what: &str, done: impl Fn(&Task) -> bool) -> Task {
     eventually(&format!("task {id} {what}"), CONDITION_TIMEOUT, || async {
         let task = client.task(id).await.map_err(|e| e.to_string())?;
-        if done(&task) { Ok(task) } else { Err(format!("{} ({})", task.state.as_str(), task.message)) }
+        if done(&task) {
+            return Ok(task);
+        }
+        assert!(!task.state.is_terminal(), "task {id} ended before it {what}: {task:?}");
+        Err(format!("{} ({})", task.state.as_str(), task.message))
     })
     .await
 }
@@ -310,17 +315,18 @@ async fn tasks_survive_agent_kill9_and_are_reattached() {
     .await;
 }
 
-/// 3 masters, 2 agents: tasks keep running through `kill -9` of the leader; exits that happen
-/// while there is no leader and after the new one is elected are all reported as
-/// TASK_FINISHED, exactly once each; every surviving master agrees; new tasks launch through
-/// every surviving master.
+/// 3 masters, 2 agents: tasks keep running through `kill -9` of the leader, and then of the
+/// other two masters as well. Exits that happen during the election, while no master runs at
+/// all, and after the masters are back are all reported as TASK_FINISHED, exactly once each
+/// (an agent keeps an update nobody acknowledged and retries it until one does); every master
+/// agrees; new tasks launch through every master, leader or follower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_status_update_is_lost_across_a_leader_kill9() {
     let _slot = shared_slot().await;
     let mut c = DevCluster::start_with_agents(3, 2).await;
     let client = c.client();
-    let leader = c.leader().await;
-    let leader_url = c.master(&leader).api.clone();
+    let first_leader = c.leader().await;
+    let leader_url = c.master(&first_leader).api.clone();
 
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -328,30 +334,48 @@ async fn no_status_update_is_lost_across_a_leader_kill9() {
     }
     let mut go_files = Vec::new();
     let mut processes = Vec::new();
+    let mut agents = Vec::new();
     for id in &ids {
         let task = wait_state(&client, id, TaskState::TASK_RUNNING).await;
         let agent = c.agent_by_id(&task.agent_id);
         wait_file_contains(&agent.sandbox(id).join("stdout"), "waiting").await;
         go_files.push(agent.sandbox(id).join("go"));
         processes.push(task_process(&c, &task));
+        agents.push(task.agent_id.clone());
     }
+    let trigger = |i: usize| std::fs::write(&go_files[i], b"").expect("creating a trigger file");
 
-    c.kill9(&leader);
-    // Two tasks end right away, while the masters elect a new leader: their updates must wait
-    // in the agents' outboxes and reach the new leader.
-    for go in &go_files[..2] {
-        std::fs::write(go, b"").expect("creating a trigger file");
-    }
-    let new_leader = c.leader().await;
-    assert_ne!(new_leader, leader);
+    // Two tasks end right away, while the masters elect a new leader.
+    c.kill9(&first_leader);
+    trigger(0);
+    trigger(1);
+    let second_leader = c.leader().await;
+    assert_ne!(second_leader, first_leader);
     for p in &processes[2..] {
         assert!(p.is_alive(), "a task's process {p:?} survives the leader's kill -9");
     }
-    // The other two end under the new leader.
-    for go in &go_files[2..] {
-        std::fs::write(go, b"").expect("creating a trigger file");
+    // Then every master dies. A task ends now; its agent sees the exit at once, and every
+    // delivery attempt fails at once: it must keep the update until a master takes it.
+    let names = c.names();
+    let names: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != first_leader).collect();
+    c.kill9_all(&names);
+    trigger(2);
+    let agent = c.agent_by_id(&agents[2]);
+    let finished = (ids[2].clone(), "TASK_FINISHED".to_string());
+    eventually("the agent holds the undeliverable TASK_FINISHED", CONDITION_TIMEOUT, || async {
+        let pending = agent.pending_updates();
+        if pending.contains(&finished) { Ok(()) } else { Err(format!("pending updates: {pending:?}")) }
+    })
+    .await;
+    assert!(!processes[2].is_alive(), "the task's process has ended");
+    assert!(processes[3].is_alive(), "a task's process survives the loss of every master");
+    for name in c.names() {
+        c.restart(&name);
     }
-    let survivors: Vec<String> = c.masters.iter().filter(|m| m.is_running()).map(|m| m.name.clone()).collect();
+    c.wait_all_caught_up().await;
+    // The last one ends once the masters are back.
+    trigger(3);
+
     for id in &ids {
         let task = wait_state(&client, id, TaskState::TASK_FINISHED).await;
         assert_eq!(task.exit_code, Some(0), "{task:?}");
@@ -360,8 +384,8 @@ async fn no_status_update_is_lost_across_a_leader_kill9() {
             [TaskState::TASK_STARTING, TaskState::TASK_RUNNING, TaskState::TASK_FINISHED],
             "every update once, in order"
         );
-        for name in &survivors {
-            let seen = c.client_for(name).task(id).await.unwrap_or_else(|e| panic!("{name}: task {id}: {e}"));
+        for name in c.names() {
+            let seen = c.client_for(&name).task(id).await.unwrap_or_else(|e| panic!("{name}: task {id}: {e}"));
             assert_eq!((seen.state, seen.statuses.len()), (TaskState::TASK_FINISHED, 3), "{name} agrees on {id}");
         }
     }
@@ -369,16 +393,17 @@ async fn no_status_update_is_lost_across_a_leader_kill9() {
     let agents = nodes["agents"].as_array().expect("agents");
     assert!(agents.iter().all(|a| a["status"] == "ACTIVE"), "agents stay ACTIVE under the new leader: {agents:?}");
 
-    // New tasks launch through every surviving master, leader or follower (the CLI uses
-    // whichever master answers first). Several times each: a follower may lag behind.
-    for name in &survivors {
-        let url = c.master(name).api.clone();
+    // New tasks launch through every master, leader or follower (the CLI uses whichever
+    // master answers first). Several times each: a follower may lag behind the leader.
+    let leader = c.leader().await;
+    for name in c.names() {
+        let url = c.master(&name).api.clone();
         for _ in 0..3 {
             let out = c.cli_via(&url, &["task", "run", "--wait", "--", "echo new"]).await;
             assert!(
                 out.status.success(),
-                "launching through {name} ({}) after the failover: exit {}\nstdout: {}\nstderr: {}",
-                if *name == new_leader { "leader" } else { "follower" },
+                "launching through {name} ({}): exit {}\nstdout: {}\nstderr: {}",
+                if name == leader { "leader" } else { "follower" },
                 out.status,
                 out.stdout_text(),
                 out.stderr

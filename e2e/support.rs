@@ -235,6 +235,24 @@ impl AgentHandle {
         found
     }
 
+    /// Status updates the agent has queued and no master has acknowledged yet (its durable
+    /// outbox, `WORK_DIR/outbox/<seq>.json`), oldest first, as (task id, state).
+    pub fn pending_updates(&self) -> Vec<(String, String)> {
+        let Ok(entries) = std::fs::read_dir(self.work_dir.join("outbox")) else { return Vec::new() };
+        let mut files: Vec<(u64, PathBuf)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter_map(|p| Some((p.file_stem()?.to_str()?.parse().ok()?, p)))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|(_, p)| read_json_file(p))
+            .map(|u| (u["task_id"].as_str().unwrap_or_default().into(), u["state"].as_str().unwrap_or_default().into()))
+            .collect()
+    }
+
     /// The task's one container on this agent; panics if there is none or more than one.
     pub fn container_of(&self, task_id: &str) -> ContainerInfo {
         let mut all = self.containers_of(task_id);
@@ -493,9 +511,8 @@ impl DevCluster {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.dev_log).expect("dev log");
         let mut command = Command::new(MEDOS);
         command.args(["--json", "dev", "--masters", &self.initial_masters.to_string()]);
-        if let Some(agents) = self.initial_agents {
-            command.args(["--agents", &agents.to_string()]);
-        }
+        // Masters-only tests start no agent (`medos dev` would start one by default).
+        command.args(["--agents", &self.initial_agents.unwrap_or(0).to_string()]);
         let mut child = command
             .arg("--dir")
             .arg(&self.dir)

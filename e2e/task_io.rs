@@ -28,7 +28,7 @@ async fn wait_state(cluster: &DevCluster, id: &str, want: TaskState) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_log_and_exec_through_the_cli() {
     let _slot = shared_slot().await;
-    let cluster = DevCluster::start(1).await;
+    let cluster = DevCluster::start_with_agents(1, 1).await;
 
     // A task that writes and ends: the last 10 lines by default, --lines, stderr, a prefix id.
     let talker = run_task(
