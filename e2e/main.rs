@@ -8,6 +8,7 @@ mod cli;
 mod durability;
 mod failover;
 mod history;
+mod images;
 mod membership;
 mod support;
 mod task_io;
