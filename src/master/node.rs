@@ -188,7 +188,8 @@ fn open_data_dir(config: &MasterConfig, ca_fingerprint: &str) -> Result<(Arc<dyn
         }
         Err(e) => return Err(data_dir_err(config, format!("cannot read {IDENTITY_FILE}: {e}"))),
     };
-    let engine = SledEngine::open(&db_dir, 64 << 20).map_err(|e| {
+    // A small page cache: the state machine lives in memory already; sled holds the log.
+    let engine = SledEngine::open(&db_dir, 16 << 20).map_err(|e| {
         data_dir_err(
             config,
             format!("cannot open the database ({e}); if it is corrupt, move it aside and re-add this master with `medos master add`"),
