@@ -84,9 +84,10 @@ pub struct DevArgs {
     /// Number of masters (1, 3 or 5 make sense).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub masters: u8,
-    /// Number of agents (each with its own work dir and port range; needs root).
-    #[arg(long, default_value_t = 1)]
-    pub agents: u8,
+    /// Number of agents (each with its own work dir and port range). Agents need root for
+    /// namespaces and cgroups: the default is 1 as root and 0 otherwise.
+    #[arg(long)]
+    pub agents: Option<u8>,
     /// Where the cluster keeps its state; rerunning on the same dir keeps it.
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -303,7 +303,19 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
         None => default_dir()?,
     };
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let prepared = prepare(&dir, args.masters, args.agents)?;
+    let root = nix::unistd::geteuid().is_root();
+    let agents = match args.agents {
+        Some(n) if n > 0 && !root => {
+            bail!("agents run containers and need root; run `sudo medos dev`, or pass --agents 0")
+        }
+        Some(n) => n,
+        None if root => 1,
+        None => {
+            eprintln!("note: not running as root, so no agent is started (agents need namespaces and cgroups)");
+            0
+        }
+    };
+    let prepared = prepare(&dir, args.masters, agents)?;
     let mut children = Vec::new();
     let mut nodes = Vec::new();
     for (config, path) in &prepared.configs {
@@ -382,8 +394,10 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
             println!("The CLI is logged in. Try:");
             println!("  medos cluster status");
             println!("  medos kv put hello world && medos kv get hello");
-            println!("  medos node list");
-            println!("  medos task run --wait -- 'echo hello from $MESOS_TASK_ID'");
+            if !prepared.agents.is_empty() {
+                println!("  medos node list");
+                println!("  medos task run --wait -- 'echo hello from $MESOS_TASK_ID'");
+            }
         }
         println!("Press Ctrl-C to stop the cluster.");
     }
