@@ -10,6 +10,8 @@ use crate::core::TaskStatus;
 pub struct Outbox {
     dir: PathBuf,
     next: Mutex<u64>,
+    /// Updates queued and not yet acknowledged (kept in memory: `is_empty` is on a hot path).
+    pending: std::sync::atomic::AtomicUsize,
     notify: tokio::sync::Notify,
 }
 
@@ -20,8 +22,14 @@ fn io(context: &str, path: &Path, e: std::io::Error) -> String {
 impl Outbox {
     pub fn open(dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
-        let next = Self::entries(dir)?.last().map_or(0, |(seq, _)| seq + 1);
-        Ok(Self { dir: dir.to_path_buf(), next: Mutex::new(next), notify: tokio::sync::Notify::new() })
+        let entries = Self::entries(dir)?;
+        let next = entries.last().map_or(0, |(seq, _)| seq + 1);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            next: Mutex::new(next),
+            pending: std::sync::atomic::AtomicUsize::new(entries.len()),
+            notify: tokio::sync::Notify::new(),
+        })
     }
 
     fn entries(dir: &Path) -> Result<Vec<(u64, PathBuf)>, String> {
@@ -43,6 +51,7 @@ impl Outbox {
         let path = self.dir.join(format!("{:020}.json", *next));
         crate::atomic_file::write_atomic(&path, &serde_json::to_vec(status).expect("status serialises"))?;
         *next += 1;
+        self.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         drop(next);
         self.notify.notify_one();
         Ok(())
@@ -57,7 +66,7 @@ impl Outbox {
                 // A torn write from a crash: the update was never acknowledged; drop it.
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "dropping an unreadable queued status update");
-                    let _ = std::fs::remove_file(&path);
+                    let _ = self.ack(&path);
                 }
             }
         }
@@ -65,11 +74,16 @@ impl Outbox {
     }
 
     pub fn ack(&self, path: &Path) -> Result<(), String> {
-        std::fs::remove_file(path).map_err(|e| io("removing", path, e))
+        std::fs::remove_file(path).map_err(|e| io("removing", path, e))?;
+        let _ =
+            self.pending.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(1))
+            });
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
-        Self::entries(&self.dir).map_or(0, |e| e.len())
+        self.pending.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -340,7 +340,8 @@ impl Client {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// An error with its chain of causes, for messages (reqwest's own text omits the cause).
+pub fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -355,16 +356,7 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Clien
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(|e| ClientError::Request { url: url.clone(), detail: describe(&e) })?;
     if !status.is_success() {
-        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| {
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            ErrorBody {
-                code: "ERR_UNKNOWN".into(),
-                message: text.clone(),
-                title: status.to_string(),
-                description: text,
-                current_revision: None,
-            }
-        });
+        let body = ErrorBody::parse_or_text(&bytes, status);
         return Err(ClientError::Api { status: status.as_u16(), body });
     }
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, detail: e.to_string() })

@@ -44,6 +44,22 @@ pub struct ErrorBody {
     pub current_revision: Option<u64>,
 }
 
+impl ErrorBody {
+    /// Parses an error answer, or wraps a body that is not ours (a proxy's text, say).
+    pub fn parse_or_text(bytes: &[u8], status: impl std::fmt::Display) -> Self {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            ErrorBody {
+                code: "ERR_UNKNOWN".into(),
+                message: text.clone(),
+                title: status.to_string(),
+                description: text,
+                current_revision: None,
+            }
+        })
+    }
+}
+
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {

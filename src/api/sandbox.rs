@@ -607,16 +607,7 @@ pub async fn open_exec(
             }
             Err(WsConnectError::Unreachable(detail)) => last = detail,
             Err(WsConnectError::Refused { status, body }) => {
-                let body = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_else(|_| {
-                    let text = String::from_utf8_lossy(&body).into_owned();
-                    ErrorBody {
-                        code: "ERR_UNKNOWN".into(),
-                        message: text.clone(),
-                        title: status.to_string(),
-                        description: text,
-                        current_revision: None,
-                    }
-                });
+                let body = ErrorBody::parse_or_text(&body, status);
                 return Err(ClientError::Api { status, body });
             }
             Err(WsConnectError::Other(detail)) => {
