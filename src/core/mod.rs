@@ -9,6 +9,7 @@ pub mod agents;
 pub mod command;
 pub mod images;
 pub mod kv;
+pub mod marathon;
 pub mod placement;
 pub mod resources;
 pub mod state;

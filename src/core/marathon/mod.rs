@@ -1,0 +1,6 @@
+//! Marathon, the built-in app framework: app definitions with Marathon's JSON, defaults and
+//! validation, constraints, groups and deployment plans. Pure like the rest of `core`.
+
+pub mod constraints;
+
+pub use constraints::{Constraint, Operator};
