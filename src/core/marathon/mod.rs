@@ -2,5 +2,6 @@
 //! validation, constraints, groups and deployment plans. Pure like the rest of `core`.
 
 pub mod constraints;
+pub mod deployment;
 
 pub use constraints::{Constraint, Operator};
