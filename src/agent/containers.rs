@@ -342,6 +342,8 @@ mod tests {
             kill_grace_ms: None,
             statuses: vec![],
             image: None,
+            app_id: None,
+            app_version: None,
         };
         let env: std::collections::HashMap<_, _> = task_env(&task, "node1", "/sandbox").into_iter().collect();
         assert_eq!(env["MESOS_TASK_ID"], "web.1");

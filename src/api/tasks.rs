@@ -159,6 +159,8 @@ pub async fn run(
             kill_grace_ms: None,
             statuses: vec![],
             image,
+            app_id: None,
+            app_version: None,
         };
         match master.propose(Command::TaskLaunch { task: Box::new(task) }).await? {
             CoreResponse::TaskLaunched { .. } => {

@@ -59,6 +59,8 @@ fn launch(state: &State, id: &str, cpus: f64, ports: u16) -> Command {
             kill_grace_ms: None,
             statuses: vec![],
             image: None,
+            app_id: None,
+            app_version: None,
         }),
     }
 }

@@ -90,3 +90,44 @@ mod tests {
         assert!(Resources { mem: -1.0, ..Default::default() }.validate("task").unwrap_err().contains("task.mem"));
     }
 }
+
+/// `ranges` without the given ports (which need not be sorted or inside the ranges).
+pub fn subtract_ports(ranges: &[PortRange], ports: &[u16]) -> Vec<PortRange> {
+    let mut taken: Vec<u16> = ports.to_vec();
+    taken.sort_unstable();
+    taken.dedup();
+    let mut out = Vec::new();
+    for range in ranges.iter().filter(|r| !r.is_empty()) {
+        let mut begin = u32::from(range.begin);
+        let end = u32::from(range.end);
+        for &port in taken.iter().filter(|p| (range.begin..=range.end).contains(p)) {
+            let port = u32::from(port);
+            if port > begin {
+                out.push(PortRange { begin: begin as u16, end: (port - 1) as u16 });
+            }
+            begin = port + 1;
+        }
+        if begin <= end {
+            out.push(PortRange { begin: begin as u16, end: end as u16 });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    fn r(begin: u16, end: u16) -> PortRange {
+        PortRange { begin, end }
+    }
+
+    #[test]
+    fn subtracting_ports_splits_ranges() {
+        assert_eq!(subtract_ports(&[r(10, 20)], &[]), vec![r(10, 20)]);
+        assert_eq!(subtract_ports(&[r(10, 20)], &[10, 20]), vec![r(11, 19)]);
+        assert_eq!(subtract_ports(&[r(10, 20)], &[15, 12, 99]), vec![r(10, 11), r(13, 14), r(16, 20)]);
+        assert_eq!(subtract_ports(&[r(10, 10), r(30, 31)], &[10, 31]), vec![r(30, 30)]);
+        assert_eq!(subtract_ports(&[r(65534, 65535)], &[65535]), vec![r(65534, 65534)]);
+    }
+}

@@ -278,6 +278,11 @@ pub struct Task {
     /// lookup, and a later re-tag does not change a running task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<Box<super::images::ImageRecord>>,
+    /// The Marathon app this task is an instance of, and the app version it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// Status updates kept per task.
