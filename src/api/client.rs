@@ -340,6 +340,61 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A call to Marathon's API (`/v2/…`); answers the JSON body (`null` when empty). Error
+    /// bodies with Marathon's `details` become one message naming every path.
+    pub async fn marathon(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("JSON serialises"));
+        let resp = self.send(method, path, bytes.map(reqwest::Body::from), body.is_some()).await?;
+        let url = resp.url().to_string();
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Request { url: url.clone(), detail: describe(&e) })?;
+        if !status.is_success() {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let message = parsed.as_ref().and_then(marathon_error_text);
+            let body = match message {
+                Some(message) => ErrorBody {
+                    code: format!("HTTP_{}", status.as_u16()),
+                    title: status.to_string(),
+                    description: message.clone(),
+                    message,
+                    current_revision: None,
+                },
+                None => ErrorBody::parse_or_text(&bytes, status),
+            };
+            return Err(ClientError::Api { status: status.as_u16(), body });
+        }
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, detail: e.to_string() })
+    }
+}
+
+/// `{"message", "details": [{"path", "errors"}]}` (Marathon's 4xx bodies) as one line each.
+fn marathon_error_text(v: &serde_json::Value) -> Option<String> {
+    let message = v.get("message")?.as_str()?.to_string();
+    let mut text = message;
+    for detail in v.get("details").and_then(|d| d.as_array()).into_iter().flatten() {
+        let path = detail.get("path").and_then(|p| p.as_str()).unwrap_or("/");
+        let errors: Vec<&str> =
+            detail.get("errors").and_then(|e| e.as_array()).into_iter().flatten().filter_map(|e| e.as_str()).collect();
+        text.push_str(&format!("\n  {path}: {}", errors.join("; ")));
+    }
+    if let Some(deployments) = v.get("deployments").and_then(|d| d.as_array()) {
+        let ids: Vec<&str> = deployments.iter().filter_map(|d| d.get("id").and_then(|i| i.as_str())).collect();
+        if !ids.is_empty() {
+            text.push_str(&format!("\n  deployments: {}", ids.join(", ")));
+        }
+    }
+    Some(text)
+}
+
 /// An error with its chain of causes, for messages (reqwest's own text omits the cause).
 pub fn describe(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
