@@ -3,8 +3,9 @@
 //! then every `intervalSeconds`, each bounded by `timeoutSeconds`; HTTP answers 200-399 are
 //! healthy. Failures inside `gracePeriodSeconds` before the first success do not count. A task
 //! is healthy when all its checks are; every change is reported to the masters as a
-//! TASK_RUNNING update with `healthy` set. Killing unhealthy tasks after
-//! `maxConsecutiveFailures` is the framework's decision; the message says how many in a row failed.
+//! TASK_RUNNING update with `healthy` set; every failure is reported with how many in a row
+//! failed. As Mesos's executors do for MESOS_* checks, the agent kills a task whose check failed
+//! `maxConsecutiveFailures` times in a row (0 never kills); the framework then replaces it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -173,5 +174,18 @@ fn record(executor: &Executor, tasks: &mut HashMap<String, TaskHealth>, outcome:
         health.reported = Some(combined);
         tracing::info!(task = %outcome.task_id, healthy = combined, "task health changed");
         executor.report_health(&outcome.task_id, combined, message);
+    }
+    let exhausted = health
+        .checks
+        .iter()
+        .zip(&task.spec.health_checks)
+        .find(|(state, check)| check.max_consecutive_failures > 0 && state.consecutive_failures >= check.max_consecutive_failures);
+    if let Some((state, _)) = exhausted {
+        tracing::warn!(
+            task = %outcome.task_id,
+            failures = state.consecutive_failures,
+            "killing the task: a health check failed too many times in a row"
+        );
+        executor.kill(&outcome.task_id, Duration::from_millis(task.spec.kill_grace_ms));
     }
 }
