@@ -195,7 +195,21 @@ pub struct StateMachineStore {
     applied: Arc<RwLock<(Option<LogId>, StoredMembership)>>,
     /// The last applied index, for loops that react to state changes.
     applied_tx: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Every applied command with its response, for event streams (`/v2/events`). Sent only
+    /// while someone listens; a slow listener misses events rather than slowing the apply.
+    events: tokio::sync::broadcast::Sender<Arc<AppliedCommand>>,
 }
+
+/// A command as applied, with its response.
+#[derive(Debug, Clone)]
+pub struct AppliedCommand {
+    pub index: u64,
+    pub command: crate::core::Command,
+    pub response: Response,
+}
+
+/// Applied commands buffered per event listener.
+const EVENT_BUFFER: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshotMeta {
@@ -233,7 +247,13 @@ impl StateMachineStore {
             state: Arc::new(RwLock::new(state)),
             applied: Arc::new(RwLock::new(applied)),
             applied_tx: Arc::new(tokio::sync::watch::channel(index).0),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         })
+    }
+
+    /// Applied commands from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Sender<Arc<AppliedCommand>> {
+        self.events.clone()
     }
 
     /// Changes whenever entries are applied or a snapshot is installed.
@@ -304,7 +324,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     state.note_blank(index);
                     responses.push(Response::Applied);
                 }
-                EntryPayload::Normal(command) => responses.push(state.apply(index, &command)),
+                EntryPayload::Normal(command) => {
+                    let response = state.apply(index, &command);
+                    if self.events.receiver_count() > 0 {
+                        let applied = AppliedCommand { index, command, response: response.clone() };
+                        let _ = self.events.send(Arc::new(applied));
+                    }
+                    responses.push(response);
+                }
                 EntryPayload::Membership(membership) => {
                     applied.1 = StoredMembership::new(Some(entry.log_id), membership);
                     state.set_masters(index, masters_of(&applied.1));
