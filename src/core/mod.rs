@@ -6,6 +6,7 @@
 //! the same bytes to the same result. `tests/core_purity.rs` enforces this mechanically.
 
 pub mod agents;
+pub mod allocator;
 pub mod command;
 pub mod images;
 pub mod kv;

@@ -3,5 +3,7 @@
 
 pub mod constraints;
 pub mod deployment;
+pub mod matching;
 
-pub use constraints::{Constraint, Operator};
+pub use constraints::{AgentView, Constraint, Operator};
+pub use matching::{InstanceRequest, Matched, NoMatchReason, RejectSummary};
