@@ -44,6 +44,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Image(cmd) => medos::cli::image::run(cmd, json).await,
         Command::Node(cmd) => medos::cli::node::run(cmd, json).await,
         Command::Task(cmd) => return medos::cli::task::run(cmd, json).await,
+        Command::App(cmd) => return medos::cli::marathon::app::run(cmd, json).await,
+        Command::Group(cmd) => return medos::cli::marathon::group::run(cmd, json).await,
+        Command::Deployment(cmd) => return medos::cli::marathon::deployment::run(cmd, json).await,
+        Command::Queue(args) => return medos::cli::marathon::queue::run(args, json).await,
+        Command::Marathon(cmd) => return medos::cli::marathon::run(cmd, json).await,
         Command::ContainerInit { .. } => unreachable!("handled before the runtime starts"),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "medos", &mut std::io::stdout());

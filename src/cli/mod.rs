@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod image;
 pub mod kv;
+pub mod marathon;
 pub mod master;
 pub mod node;
 pub mod output;
@@ -66,6 +67,20 @@ pub enum Command {
     /// Read and write the cluster's key-value store.
     #[command(subcommand)]
     Kv(kv::KvCommand),
+    /// Marathon apps: add, list, show, update, scale, restart, remove, kill, versions, rollback.
+    #[command(subcommand)]
+    App(marathon::app::AppCommand),
+    /// Marathon groups of apps: add, list, show, update, scale, remove.
+    #[command(subcommand)]
+    Group(marathon::group::GroupCommand),
+    /// Marathon deployments in progress: list, watch, rollback, stop.
+    #[command(subcommand)]
+    Deployment(marathon::deployment::DeploymentCommand),
+    /// Instances waiting to be launched, and why (which agents declined, for what).
+    Queue(marathon::queue::QueueArgs),
+    /// The DC/OS spellings: `medos marathon app add FILE`, `… deployment list`, `… task list`.
+    #[command(subcommand)]
+    Marathon(marathon::MarathonCommand),
     /// Internal: set up and run one container (started by the agent, never by hand).
     #[command(name = "__container-init", hide = true)]
     ContainerInit {
