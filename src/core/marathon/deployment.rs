@@ -290,9 +290,12 @@ mod tests {
         steps.iter().map(|s| s.actions.iter().map(|a| format!("{} {}", a.action.as_str(), a.app)).collect()).collect()
     }
 
+    /// A named case: apps before, apps after, the expected steps.
+    type PlanCase = (&'static str, Vec<App>, Vec<App>, Vec<Vec<&'static str>>);
+
     #[test]
     fn plans_follow_marathons_order() {
-        let cases: Vec<(&str, Vec<App>, Vec<App>, Vec<Vec<&str>>)> = vec![
+        let cases: Vec<PlanCase> = vec![
             (
                 "new app",
                 vec![],
