@@ -32,7 +32,14 @@ pub struct AgentConfig {
     pub masters: Vec<String>,
     /// Sandboxes, checkpoints and the runtime's state live here.
     pub work_dir: PathBuf,
+    /// The agent's certificate, key and the cluster CA; in a config file `[tls]` defaults to
+    /// `WORK_DIR/tls/{ca.crt,agent.crt,agent.key}`. With `join_token`, these files are
+    /// created by joining when they do not exist yet.
     pub tls: TlsFiles,
+    /// A join token (`medos node join-token create`): used once, when the files in `tls` do
+    /// not exist, to obtain a certificate from a master. The agent's key never leaves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<String>,
     /// Host ports offered to tasks, e.g. `31000-32000`.
     #[serde(default = "default_ports")]
     pub ports: Vec<String>,
@@ -78,12 +85,26 @@ pub fn parse_range(text: &str) -> Result<PortRange, String> {
     Ok(range)
 }
 
+/// Where an agent that joins with a token keeps its TLS files unless `[tls]` says otherwise.
+pub fn default_tls(work_dir: &Path) -> TlsFiles {
+    let dir = work_dir.join("tls");
+    TlsFiles { ca: dir.join("ca.crt"), cert: dir.join("agent.crt"), key: dir.join("agent.key") }
+}
+
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, AgentConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| AgentConfigError::Read { path: path.to_path_buf(), source })?;
-        let config: AgentConfig = toml::from_str(&text)
-            .map_err(|e| AgentConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let parse_err = |message: String| AgentConfigError::Parse { path: path.to_path_buf(), message };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
+        // Without [tls] the files live in the work dir (where joining with a token puts them).
+        if !table.contains_key("tls")
+            && let Some(work_dir) = table.get("work_dir").and_then(|v| v.as_str())
+        {
+            let tls = toml::Value::try_from(default_tls(Path::new(work_dir))).expect("paths serialise");
+            table.insert("tls".into(), tls);
+        }
+        let config: AgentConfig = table.try_into().map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -99,6 +120,13 @@ impl AgentConfig {
             });
         }
         self.port_ranges().map_err(|message| AgentConfigError::Invalid { field: "ports", message })?;
+        if let Some(token) = &self.join_token {
+            crate::pki::join::JoinToken::parse(token)
+                .map_err(|e| AgentConfigError::Invalid { field: "join_token", message: e.to_string() })?;
+            // The name becomes the CN of the certificate the masters sign.
+            crate::pki::join::validate_node_name(&self.name)
+                .map_err(|message| AgentConfigError::Invalid { field: "name", message })?;
+        }
         if !self.api.is_empty() && !self.api.starts_with("https://") {
             return Err(AgentConfigError::Invalid {
                 field: "api",
@@ -183,5 +211,31 @@ mod tests {
         assert_eq!(explicit.advertised_api("0.0.0.0:1".parse().unwrap()), "https://agent.example:5051");
         let bad = AgentConfig { api: "http://x".into(), ..config };
         assert!(bad.validate().unwrap_err().to_string().contains("api"));
+    }
+
+    #[test]
+    fn an_agent_with_a_join_token_may_leave_out_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = crate::pki::join::JoinToken::create(
+            "c2VjcmV0",
+            &"ab".repeat(32),
+            crate::pki::join::JoinKind::Agent,
+            9,
+            [0; 8],
+        );
+        let base = "name = \"a\"\nhostname = \"a\"\naddress = \"10.0.0.7\"\nmasters = [\"https://m:1\"]\nwork_dir = \"/var/lib/a\"\n";
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, format!("{base}join_token = \"{token}\"\n")).unwrap();
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(config.tls, default_tls(Path::new("/var/lib/a")));
+        assert_eq!(config.tls.key, PathBuf::from("/var/lib/a/tls/agent.key"));
+        // A malformed token is refused at load time, naming the setting.
+        std::fs::write(&path, format!("{base}join_token = \"K10abc::server:pw\"\n")).unwrap();
+        let err = AgentConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("join_token") && err.contains("MJ1"), "{err}");
+        // Config files written back keep the token.
+        std::fs::write(&path, format!("{base}join_token = \"{token}\"\n")).unwrap();
+        let round = AgentConfig::load(&path).unwrap().to_toml();
+        assert!(round.contains("join_token"), "{round}");
     }
 }

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod fake;
 pub mod health;
 pub mod http;
+pub mod join;
 pub mod outbox;
 pub mod resources;
 pub mod runtime;
@@ -31,6 +32,8 @@ pub enum AgentError {
     Config(#[from] config::AgentConfigError),
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error("joining the cluster with the join token failed: {0}")]
+    Join(String),
     #[error("work dir {path}: {message}")]
     WorkDir { path: String, message: String },
     #[error("{0}")]
@@ -73,6 +76,7 @@ pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Resu
     let work_err = |message: String| AgentError::WorkDir { path: config.work_dir.display().to_string(), message };
     std::fs::create_dir_all(&config.work_dir).map_err(|e| work_err(e.to_string()))?;
     let total = resources::detect(&config).map_err(AgentError::Other)?;
+    join::ensure_credentials(&config).await?;
     let client_tls = config.tls.mutual_client_config()?;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(client_tls)
@@ -91,7 +95,10 @@ pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Resu
         api: api.clone(),
         total,
         attributes: config.attributes.clone(),
-        public: config.public,
+        // A public join token makes a public agent (the token is kept in the config).
+        public: config.public
+            || config.join_token.as_deref().and_then(|t| crate::pki::join::JoinToken::parse(t).ok()).map(|t| t.kind)
+                == Some(crate::pki::join::JoinKind::Public),
         version: env!("CARGO_PKG_VERSION").into(),
     };
     let session = Arc::new(session::Session::new(

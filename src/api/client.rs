@@ -246,6 +246,14 @@ impl Client {
         super::sandbox::open_exec(&urls, &self.tls, self.token.as_deref(), task, start).await
     }
 
+    /// Creates a join token for new agents (`medos node join-token create`).
+    pub async fn create_join_token(
+        &self,
+        request: &super::join::CreateJoinToken,
+    ) -> Result<super::join::JoinTokenCreated, ClientError> {
+        self.call_json(Method::POST, "/v1/join-tokens", request).await
+    }
+
     pub async fn agents(&self) -> Result<Vec<super::agents::AgentView>, ClientError> {
         self.call(Method::GET, "/v1/agents", None, false).await
     }

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod error;
 pub mod images;
 pub mod internal;
+pub mod join;
 pub mod kv;
 pub mod query;
 pub mod sandbox;
@@ -41,7 +42,8 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/metadata", get(cluster::metadata))
         .route("/dcos-metadata/dcos-version.json", get(cluster::dcos_version))
         .route("/v1/health", get(cluster::health))
-        .route("/acs/api/v1/auth/login", post(auth::login));
+        .route("/acs/api/v1/auth/login", post(auth::login))
+        .route("/v1/join", post(join::join));
 
     let protected = Router::new()
         .route("/v1/cluster/status", get(cluster::status))
@@ -51,6 +53,7 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/v1/kv/", get(kv::get_root))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/v1/agents", get(agents::list))
+        .route("/v1/join-tokens", post(join::create_token))
         .route("/v1/agents/{id}", get(agents::show))
         .route("/v1/agents/{id}/mode", post(agents::set_mode))
         .route("/v1/blobs/{digest}", get(images::get_blob).put(images::put_blob))

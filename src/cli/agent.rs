@@ -1,7 +1,7 @@
 //! `medos agent`: run an agent on this host.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -54,6 +54,11 @@ pub struct AgentArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// A join token (`medos node join-token create`): obtains this agent's certificate from a
+    /// master when the TLS files do not exist yet (then --tls-* may be left out; the files go
+    /// to WORK_DIR/tls).
+    #[arg(long, env = "MEDOS_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
 }
 
 fn system_hostname() -> String {
@@ -65,9 +70,13 @@ impl AgentArgs {
         let mut config = match &self.config {
             Some(path) => AgentConfig::load(path)?,
             None => {
-                let (Some(ca), Some(cert), Some(key)) = (&self.tls_ca, &self.tls_cert, &self.tls_key) else {
-                    bail!("give --config FILE, or --tls-ca, --tls-cert and --tls-key with --master and --work-dir");
-                };
+                let tls_flags = self.tls_ca.is_some() && self.tls_cert.is_some() && self.tls_key.is_some();
+                if !tls_flags && self.join_token.is_none() {
+                    bail!(
+                        "give --config FILE, or --master and --work-dir with either --join-token TOKEN or \
+                         --tls-ca, --tls-cert and --tls-key"
+                    );
+                }
                 let hostname = system_hostname();
                 AgentConfig {
                     name: hostname.clone(),
@@ -75,13 +84,15 @@ impl AgentArgs {
                     address: "127.0.0.1".into(),
                     masters: Vec::new(),
                     work_dir: PathBuf::from("/var/lib/medos/agent"),
-                    tls: TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() },
+                    // Replaced below by the --tls-* flags, or by the work dir's defaults.
+                    tls: crate::agent::config::default_tls(Path::new("/var/lib/medos/agent")),
                     ports: vec!["31000-32000".into()],
                     resources: ResourceOverrides::default(),
                     attributes: BTreeMap::new(),
                     public: false,
                     api: String::new(),
                     listen: None,
+                    join_token: None,
                 }
             }
         };
@@ -91,8 +102,15 @@ impl AgentArgs {
         if !self.masters.is_empty() {
             config.masters = self.masters;
         }
+        let file_has_tls = self.config.is_some();
         if let Some(v) = self.work_dir {
             config.work_dir = v;
+        }
+        if !file_has_tls {
+            config.tls = crate::agent::config::default_tls(&config.work_dir);
+        }
+        if self.join_token.is_some() {
+            config.join_token = self.join_token;
         }
         if let Some(v) = self.address {
             config.address = v;
@@ -122,6 +140,8 @@ impl AgentArgs {
 /// Runs an agent until SIGINT/SIGTERM. Its tasks keep running after it stops.
 pub async fn serve(args: AgentArgs) -> Result<()> {
     let config = args.config()?;
+    // A new agent with a join token obtains its certificate before anything uses it.
+    crate::agent::join::ensure_credentials(&config).await?;
     let runtime = LinuxRuntime::new(RuntimeConfig::new(config.work_dir.join("runtime")))
         .context("starting the container runtime (the agent must run as root)")?;
     let images = ImageSource {

@@ -44,6 +44,10 @@ pub struct RunArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long)]
     pub tls_key: Option<PathBuf>,
+    /// The cluster CA's key: lets this master sign certificates for agents joining with a
+    /// token (`medos node join-token create`).
+    #[arg(long)]
+    pub ca_key: Option<PathBuf>,
     /// uid of the first administrator (bootstrap only).
     #[arg(long)]
     pub admin_user: Option<String>,
@@ -78,6 +82,7 @@ impl RunArgs {
             tls_ca: self.tls_ca,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
+            ca_key: self.ca_key,
             admin_user: self.admin_user,
             admin_password_file: self.admin_password_file,
         };

@@ -19,6 +19,23 @@ pub enum NodeCommand {
     Deactivate { id: String },
     /// Let the agent take new tasks again.
     Reactivate { id: String },
+    /// Join tokens: a new agent with one obtains its certificate from the masters.
+    #[command(subcommand, name = "join-token")]
+    JoinToken(JoinTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JoinTokenCommand {
+    /// Create a join token (printed alone on stdout); give it to `medos agent --join-token`.
+    /// Anyone holding it can join agents until it expires.
+    Create {
+        /// How long the token is valid: 30m, 24h, 7d, … (1m to 365d).
+        #[arg(long, default_value = "24h", value_parser = crate::pki::join::parse_ttl)]
+        ttl: u64,
+        /// Agents joining with this token register as public agents.
+        #[arg(long)]
+        public: bool,
+    },
 }
 
 fn figure(used: f64, total: f64) -> String {
@@ -96,6 +113,29 @@ pub async fn run(cmd: NodeCommand, json: bool) -> Result<()> {
         NodeCommand::Drain { id } => set_mode(&client, &id, "drain", json).await?,
         NodeCommand::Deactivate { id } => set_mode(&client, &id, "deactivate", json).await?,
         NodeCommand::Reactivate { id } => set_mode(&client, &id, "reactivate", json).await?,
+        NodeCommand::JoinToken(JoinTokenCommand::Create { ttl, public }) => {
+            let request = crate::api::join::CreateJoinToken { ttl_seconds: ttl, public };
+            let created = client.create_join_token(&request).await?;
+            if json {
+                output::json(&created);
+                return Ok(());
+            }
+            let kind = if created.public { "public agents" } else { "agents" };
+            eprintln!(
+                "join token {} for {kind}, valid for {} (keep it secret; it pins CA {})",
+                created.id,
+                crate::pki::join::human_duration(ttl),
+                created.ca_fingerprint
+            );
+            if !created.served_by_signs {
+                eprintln!(
+                    "note: master {} has no ca_key, so it cannot sign; agents join only through masters with ca_key set",
+                    created.served_by
+                );
+            }
+            eprintln!("on the new host: medos agent --join-token TOKEN --master URL --work-dir DIR");
+            println!("{}", created.token);
+        }
     }
     Ok(())
 }

@@ -164,6 +164,8 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
             advertise: format!("https://127.0.0.1:{}", slot.port),
             initial_masters: initial.clone(),
             tls: TlsFiles { ca: pki_dir.join("ca.crt"), cert, key: pki_dir.join(format!("{}.key", slot.name)) },
+            // Every dev master can sign certificates for agents that join with a token.
+            ca_key: Some(pki_dir.join(pki::ca::CA_KEY_FILE)),
             bootstrap: BootstrapConfig {
                 admin_user: Some(ADMIN_USER.into()),
                 admin_password_file: Some(password_file.clone()),
@@ -195,6 +197,7 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
             public: false,
             api: format!("https://127.0.0.1:{}", slot.port),
             listen: Some(format!("127.0.0.1:{}", slot.port).parse().expect("loopback address")),
+            join_token: None,
         };
         let path = node_dir.join("agent.toml");
         pki::ca::write_file(&path, &config.to_toml(), false)?;

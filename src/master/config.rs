@@ -115,6 +115,10 @@ pub struct MasterConfig {
     #[serde(default)]
     pub initial_masters: Vec<InitialMaster>,
     pub tls: TlsFiles,
+    /// The cluster CA's private key (PEM). With it this master signs certificates for agents
+    /// that join with a token (`POST /v1/join`); without it, it refuses joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<PathBuf>,
     #[serde(default)]
     pub bootstrap: BootstrapConfig,
     #[serde(default)]
@@ -146,6 +150,7 @@ pub struct MasterOverrides {
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
     pub admin_user: Option<String>,
     pub admin_password_file: Option<PathBuf>,
 }
@@ -161,6 +166,7 @@ struct PartialConfig {
     #[serde(default)]
     initial_masters: Vec<String>,
     tls: Option<PartialTls>,
+    ca_key: Option<PathBuf>,
     #[serde(default)]
     bootstrap: BootstrapConfig,
     #[serde(default)]
@@ -229,6 +235,15 @@ impl MasterConfig {
                 message: "admin_user and admin_password_file go together; set both or neither".into(),
             });
         }
+        let ca_key = flags.ca_key.or(partial.ca_key);
+        if let Some(path) = &ca_key
+            && path.as_os_str().is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                field: "ca_key",
+                message: "is empty; set it to the cluster CA's key file (ca.key) or leave it out".into(),
+            });
+        }
         let raft = partial.raft.clone();
         if partial.agents.unreachable_after_ms < 2 * partial.agents.heartbeat_interval_ms {
             return Err(ConfigError::Invalid {
@@ -253,6 +268,7 @@ impl MasterConfig {
                 cert: flags.tls_cert.or(tls.cert).ok_or(ConfigError::Missing("tls.cert", "tls-cert"))?,
                 key: flags.tls_key.or(tls.key).ok_or(ConfigError::Missing("tls.key", "tls-key"))?,
             },
+            ca_key,
             bootstrap,
             raft,
             agents: partial.agents,
@@ -286,6 +302,7 @@ name = "m1"
 data_dir = "/tmp/m1"
 listen = "127.0.0.1:7001"
 initial_masters = ["m1=https://127.0.0.1:7001", "m2=https://127.0.0.1:7002"]
+ca_key = "ca.key"
 [tls]
 ca = "ca.crt"
 cert = "m1.crt"
@@ -300,6 +317,7 @@ key = "m1.key"
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.advertise, "https://127.0.0.1:9000");
         assert_eq!(c.initial_masters.len(), 2);
+        assert_eq!(c.ca_key, Some(PathBuf::from("ca.key")));
         let round_trip = write(&c.to_toml());
         assert_eq!(MasterConfig::load(Some(round_trip.path()), MasterOverrides::default()).unwrap(), c);
     }
@@ -313,6 +331,8 @@ key = "m1.key"
             (GOOD.replace("m1=https", "m1=http"), "initial_masters"),
             (GOOD.replace("data_dir = \"/tmp/m1\"", ""), "data_dir"),
             (GOOD.replace("\"m1=https://127.0.0.1:7001\", ", ""), "not in the list"),
+            (GOOD.replace("ca_key = \"ca.key\"", "ca_key = \"\""), "ca_key"),
+            (GOOD.replace("ca_key = \"ca.key\"", "ca_key = 5"), "ca_key"),
         ];
         for (text, needle) in cases {
             let f = write(&text);

@@ -33,6 +33,8 @@ pub enum MasterError {
     Raft(String),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("invalid setting `ca_key`: {0}")]
+    CaKey(String),
 }
 
 /// Why a proposal or a linearizable read did not complete.
@@ -100,6 +102,9 @@ pub struct Master {
     pub agents: super::agents::AgentHub,
     /// Image blobs (every master holds every blob of every image).
     pub blobs: Arc<crate::image::BlobStore>,
+    /// The cluster CA with its key, when `ca_key` is set: signs certificates for agents that
+    /// join with a token.
+    pub ca_signer: Option<Arc<crate::pki::Ca>>,
     bootstrap_admin: Option<User>,
 }
 
@@ -263,6 +268,12 @@ pub async fn start(
     let ca_pem = std::fs::read_to_string(&config.tls.ca)
         .map_err(|source| PkiError::Read { path: config.tls.ca.clone(), source })?;
     let bootstrap_admin = read_admin(&config)?;
+    let ca_signer = match &config.ca_key {
+        Some(key) => Some(Arc::new(
+            crate::pki::Ca::load_files(&config.tls.ca, key).map_err(|e| MasterError::CaKey(e.to_string()))?,
+        )),
+        None => None,
+    };
     let (engine, identity) = open_data_dir(&config, &ca_fingerprint)?;
     let blobs = crate::image::BlobStore::new(config.data_dir.join("blobs"))
         .map_err(|e| data_dir_err(&config, format!("blob store: {e}")))?;
@@ -316,6 +327,7 @@ pub async fn start(
         applied,
         agents: Default::default(),
         blobs: Arc::new(blobs),
+        ca_signer,
         bootstrap_admin,
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");

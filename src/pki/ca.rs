@@ -130,21 +130,98 @@ impl Ca {
     pub fn issue_pem(&self, role: Role, name: &str, hosts: &[String]) -> Result<(String, String), PkiError> {
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
         let key = KeyPair::generate()?;
-        let mut sans: Vec<String> = hosts.to_vec();
-        if !sans.iter().any(|h| h == name) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-            sans.push(name.to_string());
-        }
-        let mut params = CertificateParams::new(sans)?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        dn.push(DnType::OrganizationalUnitName, role.as_str());
-        dn.push(DnType::OrganizationName, "medos");
-        params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        validity(&mut params, 1825);
-        let cert = params.signed_by(&key, &issuer)?;
+        let cert = node_params(role, name, hosts)?.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Loads a CA from its certificate and key files (a master's `tls.ca` and `ca_key`) and
+    /// checks that the key belongs to the certificate.
+    pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<Self, PkiError> {
+        let cert_pem = read(cert_path)?;
+        let key = KeyPair::from_pem(&read(key_path)?).map_err(|e| PkiError::BadPem {
+            path: key_path.to_path_buf(),
+            what: "private key",
+            detail: e.to_string(),
+        })?;
+        let der = super::tls::certs_from_pem(cert_pem.as_bytes(), cert_path)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der[0].as_ref()).map_err(|e| PkiError::BadPem {
+            path: cert_path.to_path_buf(),
+            what: "certificate",
+            detail: e.to_string(),
+        })?;
+        use rcgen::PublicKeyData;
+        if cert.public_key().raw != key.subject_public_key_info().as_slice() {
+            return Err(PkiError::KeyMismatch { key: key_path.to_path_buf(), cert: cert_path.to_path_buf() });
+        }
+        Ok(Self { cert_pem, key })
+    }
+
+    /// Signs a node certificate for the public key of a PKCS#10 request (PEM), whose
+    /// signature is verified. Only the key is taken from the request: name, role and hosts
+    /// are the caller's, so a request cannot ask for more than it was granted.
+    pub fn sign_request(&self, csr_pem: &str, role: Role, name: &str, hosts: &[String]) -> Result<String, PkiError> {
+        let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::BadRequest(e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
+        let cert = node_params(role, name, hosts)?.signed_by(&request.public_key, &issuer)?;
+        Ok(cert.pem())
+    }
+}
+
+/// The parameters of every node certificate: CN = name, OU = role, the hosts (plus the name
+/// when it is a DNS name) as subject alternative names, server and client authentication.
+fn node_params(role: Role, name: &str, hosts: &[String]) -> Result<CertificateParams, PkiError> {
+    let mut sans: Vec<String> = hosts.to_vec();
+    if !sans.iter().any(|h| h == name) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        sans.push(name.to_string());
+    }
+    let mut params = CertificateParams::new(sans)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationalUnitName, role.as_str());
+    dn.push(DnType::OrganizationName, "medos");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, 1825);
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_signed_for_its_key_with_the_callers_name_and_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::init(dir.path(), "test").unwrap();
+        let loaded = Ca::load_files(&dir.path().join(CA_CERT_FILE), &dir.path().join(CA_KEY_FILE)).unwrap();
+        // The request asks to be a master; the CA decides it is an agent.
+        let key = KeyPair::generate().unwrap();
+        let mut asked = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        asked.distinguished_name.push(DnType::OrganizationalUnitName, "master");
+        let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = loaded.sign_request(&csr, Role::Agent, "a1", &["10.0.0.5".into()]).unwrap();
+        let der = super::super::tls::certs_from_pem(pem.as_bytes(), Path::new("issued")).unwrap();
+        let identity = super::super::tls::peer_identity(&der[0]).unwrap();
+        assert_eq!((identity.name.as_str(), identity.role), ("a1", Role::Agent));
+        let (_, cert) = x509_parser::parse_x509_certificate(der[0].as_ref()).unwrap();
+        use rcgen::PublicKeyData;
+        assert_eq!(cert.public_key().raw, key.subject_public_key_info().as_slice());
+        let sans = format!("{:?}", cert.subject_alternative_name().unwrap().unwrap().value.general_names);
+        assert!(sans.contains("10.0.0.5") || sans.contains("[10, 0, 0, 5]"), "{sans}");
+        assert!(!sans.contains("evil"), "{sans}");
+        let _ = ca;
+
+        // A request that does not parse is refused.
+        assert!(matches!(loaded.sign_request("junk", Role::Agent, "a1", &[]), Err(PkiError::BadRequest(_))));
+        // A key from another CA does not load with this certificate.
+        let other = tempfile::tempdir().unwrap();
+        Ca::init(other.path(), "other").unwrap();
+        let Err(err) = Ca::load_files(&dir.path().join(CA_CERT_FILE), &other.path().join(CA_KEY_FILE)) else {
+            panic!("another CA's key was accepted");
+        };
+        assert!(matches!(err, PkiError::KeyMismatch { .. }), "{err}");
     }
 }

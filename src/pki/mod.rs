@@ -5,6 +5,7 @@
 //! `OU=agent`): the API trusts Raft RPCs only from a verified `master` certificate.
 
 pub mod ca;
+pub mod join;
 pub mod tls;
 
 pub use ca::{Ca, IssuedCert, Role};
@@ -26,6 +27,10 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration is invalid: {0}")]
     Tls(String),
+    #[error("the private key {key} does not belong to the CA certificate {cert}; point it at that CA's key")]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("the certificate signing request is invalid: {0}")]
+    BadRequest(String),
 }
 
 /// SHA-256 of a DER certificate as lower-case hex with colons, the form shown to users.

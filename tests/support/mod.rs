@@ -40,6 +40,8 @@ pub struct TestCluster {
     pub faults: Arc<Faults>,
     pub nodes: BTreeMap<String, Node>,
     pub tuning: RaftTuning,
+    /// Whether masters get the CA key (`ca_key`) and so sign certificates for joining agents.
+    pub ca_key: bool,
     ca: Ca,
 }
 
@@ -72,11 +74,17 @@ pub fn init_logging() {
 impl TestCluster {
     /// Starts `n` masters that bootstrap together.
     pub async fn start(n: usize, tuning: RaftTuning) -> Self {
+        Self::start_with_ca_key(n, tuning, true).await
+    }
+
+    /// Starts `n` masters that bootstrap together, with or without the CA key.
+    pub async fn start_with_ca_key(n: usize, tuning: RaftTuning, ca_key: bool) -> Self {
         init_logging();
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::init(&dir.path().join("pki"), "test").unwrap();
         std::fs::write(dir.path().join("password"), PASSWORD).unwrap();
-        let mut cluster = TestCluster { dir, faults: Arc::new(Faults::default()), nodes: BTreeMap::new(), tuning, ca };
+        let mut cluster =
+            TestCluster { dir, faults: Arc::new(Faults::default()), nodes: BTreeMap::new(), tuning, ca_key, ca };
         let mut listeners = Vec::new();
         for i in 1..=n {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -105,6 +113,7 @@ impl TestCluster {
             advertise: format!("https://127.0.0.1:{port}"),
             initial_masters: initial,
             tls: TlsFiles { ca: pki.join("ca.crt"), cert: issued.cert, key: issued.key },
+            ca_key: self.ca_key.then(|| pki.join("ca.key")),
             bootstrap: BootstrapConfig {
                 admin_user: Some(ADMIN.into()),
                 admin_password_file: Some(self.dir.path().join("password")),
@@ -221,6 +230,7 @@ impl TestCluster {
             public: false,
             api: String::new(),
             listen: None,
+            join_token: None,
         }
     }
 
