@@ -14,6 +14,7 @@ pub mod images;
 pub mod internal;
 pub mod join;
 pub mod kv;
+pub mod mesos;
 pub mod query;
 pub mod sandbox;
 pub mod server;
@@ -69,6 +70,7 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/slave/{agent_id}/files/browse.json", get(sandbox::agent_browse))
         .route("/acs/api/v1/users", get(auth::list_users))
         .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
+        .merge(mesos::routes())
         .route_layer(from_fn_with_state(master.clone(), auth::require_token));
 
     let internal = Router::new()
