@@ -14,6 +14,7 @@ pub mod images;
 pub mod internal;
 pub mod join;
 pub mod kv;
+pub mod marathon;
 pub mod mesos;
 pub mod query;
 pub mod sandbox;
@@ -71,6 +72,8 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/acs/api/v1/users", get(auth::list_users))
         .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
         .merge(mesos::routes())
+        .nest("/v2", marathon::routes())
+        .nest("/marathon/v2", marathon::routes())
         .route_layer(from_fn_with_state(master.clone(), auth::require_token));
 
     let internal = Router::new()

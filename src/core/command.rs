@@ -50,6 +50,20 @@ pub enum Command {
     ImageAdd { image: Box<super::images::ImageRecord> },
     /// Forgets an image (by name or digest); masters later delete blobs no image uses.
     ImageRemove { reference: String },
+    /// A change to Marathon apps (and groups), carried out as one deployment.
+    MarathonDeploy {
+        deployment_id: String,
+        version: String,
+        at_ms: u64,
+        changes: Vec<super::marathon::state::AppChange>,
+        #[serde(default)]
+        groups: Vec<super::marathon::state::GroupRecord>,
+        force: bool,
+    },
+    /// The leader finished step `step` (0-based) of a deployment.
+    MarathonDeploymentStepDone { deployment_id: String, step: usize },
+    /// Stops a deployment where it is (`DELETE /v2/deployments/{id}?force=true`).
+    MarathonDeploymentStop { deployment_id: String },
 }
 
 /// What applying a [`Command`] produced; returned to the client that proposed it.
@@ -110,5 +124,18 @@ pub enum Response {
     },
     ImageRemoved {
         manifest: String,
+    },
+    DeploymentStarted {
+        deployment_id: String,
+        version: String,
+    },
+    /// The apps are locked by these deployments (retry with `force`).
+    DeploymentConflict {
+        deployments: Vec<String>,
+    },
+    /// `applied: false` when the deployment is gone or already past the step (a retry).
+    DeploymentUpdated {
+        deployment_id: String,
+        applied: bool,
     },
 }

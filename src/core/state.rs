@@ -47,6 +47,9 @@ pub struct State {
     /// Images by manifest digest.
     #[serde(default)]
     pub images: BTreeMap<String, super::images::ImageRecord>,
+    /// The built-in Marathon: apps, groups, deployments.
+    #[serde(default)]
+    pub marathon: super::marathon::state::MarathonState,
     /// Index of the last applied log entry (0 before any).
     pub last_applied: u64,
 }
@@ -140,6 +143,24 @@ impl State {
                 }
             }
             Command::TaskStatusUpdate { status } => self.update_task(status),
+            Command::MarathonDeploy { deployment_id, version, at_ms, changes, groups, force } => {
+                use super::marathon::state::DeployOutcome;
+                match self.marathon.deploy(deployment_id, version, *at_ms, changes, groups, *force) {
+                    DeployOutcome::Started { deployment_id, version } => {
+                        Response::DeploymentStarted { deployment_id, version }
+                    }
+                    DeployOutcome::Conflict { deployments } => Response::DeploymentConflict { deployments },
+                    DeployOutcome::Invalid { message } => Response::Rejected { message },
+                }
+            }
+            Command::MarathonDeploymentStepDone { deployment_id, step } => Response::DeploymentUpdated {
+                deployment_id: deployment_id.clone(),
+                applied: self.marathon.step_done(deployment_id, *step),
+            },
+            Command::MarathonDeploymentStop { deployment_id } => Response::DeploymentUpdated {
+                deployment_id: deployment_id.clone(),
+                applied: self.marathon.deployments.remove(deployment_id).is_some(),
+            },
             Command::TaskKill { task_id, grace_ms, .. } => match self.tasks.get_mut(task_id) {
                 Some(task) if task.state.is_terminal() => {
                     Response::Rejected { message: format!("task {task_id} already ended ({})", task.state.as_str()) }

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod blob_sync;
 pub mod config;
 pub mod engine;
+pub mod marathon;
 pub mod network;
 pub mod node;
 pub mod store;

@@ -98,10 +98,14 @@ pub struct Master {
     pub request_timeout: Duration,
     /// The last applied log index; changes whenever the state does.
     pub applied: watch::Receiver<u64>,
+    /// Every applied command, for event streams.
+    pub events: tokio::sync::broadcast::Sender<Arc<super::store::AppliedCommand>>,
     /// Agents connected to this master while it leads.
     pub agents: super::agents::AgentHub,
     /// Image blobs (every master holds every blob of every image).
     pub blobs: Arc<crate::image::BlobStore>,
+    /// The built-in Marathon's leader memory (backoff delays, offer statistics).
+    pub marathon: super::marathon::Scheduler,
     /// The cluster CA with its key, when `ca_key` is set: signs certificates for agents that
     /// join with a token.
     pub ca_signer: Option<Arc<crate::pki::Ca>>,
@@ -300,6 +304,7 @@ pub async fn start(
     let sm = StateMachineStore::open(engine.clone()).map_err(|e| data_dir_err(&config, e.to_string()))?;
     let state = sm.state();
     let applied = sm.subscribe();
+    let events = sm.events();
     let cluster_state = state.clone();
     let network = Network {
         self_id: identity.id,
@@ -325,8 +330,10 @@ pub async fn start(
         started: Instant::now(),
         request_timeout,
         applied,
+        events,
         agents: Default::default(),
         blobs: Arc::new(blobs),
+        marathon: Default::default(),
         ca_signer,
         bootstrap_admin,
     });
@@ -339,7 +346,13 @@ pub async fn start(
     let duties = tokio::spawn(leader_duties(master.clone()));
     let agent_duties = tokio::spawn(super::agents::agent_duties(master.clone()));
     let blob_sync = tokio::spawn(super::blob_sync::run(master.clone()));
-    Ok(RunningMaster { master, addr, shutdown, tasks: vec![server, bootstrap, duties, agent_duties, blob_sync] })
+    let marathon = tokio::spawn(super::marathon::marathon_duties(master.clone()));
+    Ok(RunningMaster {
+        master,
+        addr,
+        shutdown,
+        tasks: vec![server, bootstrap, duties, agent_duties, blob_sync, marathon],
+    })
 }
 
 /// On a fresh cluster, the initial master with the smallest name gathers every initial

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod constraints;
 pub mod deployment;
+pub mod state;
 pub mod group;
 pub mod matching;
 pub mod path;
