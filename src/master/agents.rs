@@ -112,11 +112,18 @@ pub async fn agent_duties(master: std::sync::Arc<Master>) {
 /// Sends launches, kills and pings on open streams.
 fn dispatch(master: &Master, ping: bool) {
     let state = master.state.read().expect("state lock");
+    // Only tasks to launch or to kill matter; index them by agent in one pass.
+    let mut actionable: HashMap<&str, Vec<&crate::core::Task>> = HashMap::new();
+    for task in state.tasks.values() {
+        if task.state == TaskState::TASK_STAGING || (task.kill_grace_ms.is_some() && !task.state.is_terminal()) {
+            actionable.entry(task.agent_id.as_str()).or_default().push(task);
+        }
+    }
     let mut sessions = master.agents.sessions.lock().expect("hub lock");
     for (agent_id, session) in sessions.iter_mut() {
         let Some(stream) = session.stream.clone() else { continue };
         let mut events = Vec::new();
-        for task in state.tasks.values().filter(|t| &t.agent_id == agent_id) {
+        for &task in actionable.get(agent_id.as_str()).into_iter().flatten() {
             if task.state == TaskState::TASK_STAGING && !session.sent_launch.contains(&task.id) {
                 session.sent_launch.insert(task.id.clone());
                 events.push(AgentEvent::Launch { task: Box::new(task.clone()) });

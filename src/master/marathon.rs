@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::allocator::{Framework, OfferAnswer};
 use super::node::Master;
 use crate::clock::now_ms;
-use crate::core::allocator::Offer;
+use crate::core::allocator::{DEFAULT_REFUSE_SECONDS, Offer, ROLE_ANY, ROLE_PUBLIC};
 use crate::core::marathon::app::AppDefinition;
 use crate::core::marathon::constraints::AgentView;
 use crate::core::marathon::deployment::{self, ActionKind, Capacity, Decision, InstanceView};
@@ -62,6 +63,9 @@ pub struct QueueInfo {
 pub struct Scheduler {
     backoff: Mutex<HashMap<String, Backoff>>,
     queue: Mutex<BTreeMap<String, QueueInfo>>,
+    /// Apps that waited for instances in the last round (new ones revive the offers).
+    last_wanted: Mutex<std::collections::BTreeSet<String>>,
+    revive_wanted: std::sync::atomic::AtomicBool,
 }
 
 impl Scheduler {
@@ -78,6 +82,7 @@ impl Scheduler {
     fn forget_all(&self) {
         self.backoff.lock().expect("backoff lock").clear();
         self.queue.lock().expect("queue lock").clear();
+        self.last_wanted.lock().expect("wanted lock").clear();
     }
 }
 
@@ -94,6 +99,7 @@ pub async fn marathon_duties(master: Arc<Master>) {
         let leader = master.is_leader();
         if leader != was_leader {
             master.marathon.forget_all();
+            master.allocator.reset();
             was_leader = leader;
         }
         if !leader {
@@ -101,7 +107,14 @@ pub async fn marathon_duties(master: Arc<Master>) {
         }
         let commands = {
             let state = master.state.read().expect("state lock");
-            pass(&master.marathon, &state, now_ms())
+            let now = now_ms();
+            let (mut commands, wanted) = pass(&state, now);
+            let framework = MarathonOffers::new(&master.marathon, &state, wanted, now);
+            if master.marathon.revive_wanted.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                master.allocator.revive(FRAMEWORK_ID);
+            }
+            commands.extend(master.allocator.round(&state, &[&framework], now));
+            commands
         };
         if commands.is_empty() {
             continue;
@@ -178,8 +191,9 @@ fn kill(task_id: &str, app: Option<&AppDefinition>, at_ms: u64) -> Command {
     Command::TaskKill { task_id: task_id.to_string(), grace_ms, at_ms }
 }
 
-/// One pass: the commands that move every deployment and app toward its target.
-pub fn pass(scheduler: &Scheduler, state: &State, now: u64) -> Vec<Command> {
+/// One pass: the kills and step completions that move every deployment and app toward its
+/// target, and how many new tasks each app needs (placed on offers afterwards).
+pub fn pass(state: &State, now: u64) -> (Vec<Command>, BTreeMap<String, u32>) {
     let marathon = &state.marathon;
     let by_app = tasks_by_app(state);
     let empty = Vec::new();
@@ -269,8 +283,7 @@ pub fn pass(scheduler: &Scheduler, state: &State, now: u64) -> Vec<Command> {
         }
     }
 
-    commands.extend(launch(scheduler, state, &by_app, wanted, now));
-    commands
+    (commands, wanted)
 }
 
 /// A task that ended badly: failed, or killed by its agent for failing health checks.
@@ -282,13 +295,12 @@ fn failed(task: &Task) -> bool {
     }
 }
 
-/// Updates the backoff of each app from its failed tasks; returns whether launches wait.
-fn delayed(scheduler: &Scheduler, state: &State, app: &AppDefinition, now: u64) -> Option<u64> {
+/// Updates an app's backoff from its failed tasks; returns until when launches wait.
+fn delayed(scheduler: &Scheduler, app: &AppDefinition, failures: &[&Task], now: u64) -> Option<u64> {
     let mut backoff = scheduler.backoff.lock().expect("backoff lock");
     let entry = backoff.entry(app.id.to_string()).or_default();
-    for task in state.tasks.values() {
-        if task.app_id.as_deref() == Some(app.id.as_str()) && failed(task) && !entry.counted.contains(&task.id) {
-            entry.counted.insert(task.id.clone());
+    for task in failures {
+        if entry.counted.insert(task.id.clone()) {
             let base = app.backoff_seconds.saturating_mul(1000);
             let max = app.max_launch_delay_seconds.saturating_mul(1000);
             entry.delay_ms =
@@ -376,30 +388,6 @@ fn request(app: &AppDefinition) -> InstanceRequest {
     }
 }
 
-/// The free resources of every agent, offered to Marathon (the only framework that takes
-/// offers today; the one-off task API places directly).
-fn offers(state: &State) -> Vec<Offer> {
-    let mut offers = Vec::new();
-    for agent in state.agents.values() {
-        let Some((free, used)) = crate::core::placement::free_on(state, &agent.id) else { continue };
-        let mut resources = free;
-        resources.ports = crate::core::resources::subtract_ports(&agent.total.ports, &used);
-        offers.push(Offer {
-            id: format!("offer-{}", agent.id),
-            framework_id: FRAMEWORK_ID.to_string(),
-            agent_id: agent.id.clone(),
-            hostname: agent.hostname.clone(),
-            attributes: agent.attributes.clone(),
-            region: agent.attributes.get("region").cloned(),
-            zone: agent.attributes.get("zone").cloned(),
-            role: if agent.public { "slave_public".into() } else { "*".into() },
-            resources,
-            maintenance: !agent.accepts_tasks(),
-        });
-    }
-    offers
-}
-
 fn agent_view<'a>(state: &'a State, agent_id: &'a str) -> Option<AgentView<'a>> {
     let agent = state.agents.get(agent_id)?;
     Some(AgentView {
@@ -411,98 +399,175 @@ fn agent_view<'a>(state: &'a State, agent_id: &'a str) -> Option<AgentView<'a>> 
     })
 }
 
-/// Places the wanted tasks on offers; records why offers did not fit.
-fn launch(
-    scheduler: &Scheduler,
-    state: &State,
-    by_app: &HashMap<&str, Vec<&Task>>,
-    wanted: BTreeMap<String, u32>,
+/// An app with instances to launch now (not delayed, its image loaded).
+struct Pending {
+    app_id: String,
+    count: u32,
+    image: Option<Box<crate::core::ImageRecord>>,
+}
+
+/// Marathon as a framework for one allocation round: what it wants, and how it answers offers.
+pub struct MarathonOffers<'a> {
+    scheduler: &'a Scheduler,
+    state: &'a State,
+    by_app: HashMap<&'a str, Vec<&'a Task>>,
+    pending: Vec<Pending>,
     now: u64,
-) -> Vec<Command> {
-    let mut queue = scheduler.queue.lock().expect("queue lock");
-    queue.retain(|id, _| wanted.contains_key(id));
-    if wanted.is_empty() {
-        return vec![];
-    }
-    let mut offers = offers(state);
-    let mut commands = Vec::new();
-    for (app_id, count) in wanted {
-        let Some(record) = state.marathon.apps.get(&app_id) else { continue };
-        let app = &record.app;
-        let info = queue.entry(app_id.clone()).or_default();
-        info.waiting = count;
-        info.delayed_until_ms = delayed(scheduler, state, app, now);
-        if info.delayed_until_ms.is_some() {
-            continue;
-        }
-        let image = match app.image() {
-            None => None,
-            Some(reference) => match crate::core::images::resolve(state.images.values(), reference) {
-                Some(image) => Some(Box::new(image.clone())),
-                None => {
-                    info.blocked = Some(format!(
-                        "image {reference:?} is not loaded; load it with `medos image load FILE` (see `medos image list`)"
-                    ));
-                    continue;
-                }
-            },
-        };
-        info.blocked = None;
-        let request = request(app);
-        let mut placed: Vec<String> =
-            by_app.get(app_id.as_str()).into_iter().flatten().map(|t| t.agent_id.clone()).collect();
-        let mut refusals = Vec::new();
-        for _ in 0..count {
-            let placed_views: Vec<AgentView> = placed.iter().filter_map(|a| agent_view(state, a)).collect();
-            let mut chosen = None;
-            refusals.clear();
-            for (index, offer) in offers.iter().enumerate() {
-                info.processed_offers_count += 1;
-                match match_offer(&request, offer, &placed_views) {
-                    Ok(matched) => {
-                        info.summary.add(&Ok(()));
-                        chosen = Some((index, matched));
-                        break;
-                    }
-                    Err(reasons) => {
-                        info.unused_offers_count += 1;
-                        info.last_unused_offer_at_ms = Some(now);
-                        info.summary.add(&Err(reasons.clone()));
-                        refusals.push((offer.hostname.clone(), reasons));
-                    }
-                }
+}
+
+impl<'a> MarathonOffers<'a> {
+    /// Records the queue (waiting, delayed, blocked) and keeps the launchable apps.
+    fn new(scheduler: &'a Scheduler, state: &'a State, wanted: BTreeMap<String, u32>, now: u64) -> Self {
+        let mut queue = scheduler.queue.lock().expect("queue lock");
+        queue.retain(|id, _| wanted.contains_key(id));
+        let mut pending = Vec::new();
+        let failures = failures_by_app(state);
+        for (app_id, count) in wanted {
+            let Some(record) = state.marathon.apps.get(&app_id) else { continue };
+            let app = &record.app;
+            let info = queue.entry(app_id.clone()).or_default();
+            info.waiting = count;
+            info.delayed_until_ms =
+                delayed(scheduler, app, failures.get(app_id.as_str()).map(Vec::as_slice).unwrap_or(&[]), now);
+            if info.delayed_until_ms.is_some() {
+                continue;
             }
-            let Some((index, matched)) = chosen else { break };
-            info.last_used_offer_at_ms = Some(now);
-            info.waiting -= 1;
-            let offer = &mut offers[index];
-            offer.resources.cpus -= app.cpus;
-            offer.resources.mem -= app.mem;
-            offer.resources.disk -= app.disk;
-            offer.resources.ports = crate::core::resources::subtract_ports(&offer.resources.ports, &matched.ports);
-            placed.push(offer.agent_id.clone());
-            let task = Task {
-                id: task_id(app),
-                framework_id: FRAMEWORK_ID.into(),
-                agent_id: offer.agent_id.clone(),
-                spec: spec(app),
-                state: TaskState::TASK_STAGING,
-                reason: None,
-                message: String::new(),
-                ports: matched.ports,
-                created_at_ms: now,
-                updated_at_ms: now,
-                exit_code: None,
-                healthy: None,
-                kill_grace_ms: None,
-                statuses: vec![],
-                image: image.clone(),
-                app_id: Some(app.id.to_string()),
-                app_version: app.version.clone(),
+            let image = match app.image() {
+                None => None,
+                Some(reference) => match crate::core::images::resolve(state.images.values(), reference) {
+                    Some(image) => Some(Box::new(image.clone())),
+                    None => {
+                        info.blocked = Some(format!(
+                            "image {reference:?} is not loaded; load it with `medos image load FILE` (see `medos image list`)"
+                        ));
+                        continue;
+                    }
+                },
             };
-            commands.push(Command::TaskLaunch { task: Box::new(task) });
+            info.blocked = None;
+            pending.push(Pending { app_id, count, image });
         }
-        info.last_refusals = refusals;
+        drop(queue);
+        let mut newly_wanted = false;
+        {
+            let mut last = scheduler.last_wanted.lock().expect("wanted lock");
+            let now_wanted: std::collections::BTreeSet<String> = pending.iter().map(|p| p.app_id.clone()).collect();
+            if now_wanted.iter().any(|id| !last.contains(id)) {
+                newly_wanted = true;
+            }
+            *last = now_wanted;
+        }
+        let offers = MarathonOffers { scheduler, state, by_app: tasks_by_app(state), pending, now };
+        if newly_wanted {
+            offers.scheduler.revive_wanted.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        offers
     }
-    commands
+}
+
+impl Framework for MarathonOffers<'_> {
+    fn id(&self) -> &str {
+        FRAMEWORK_ID
+    }
+
+    fn roles(&self) -> Vec<String> {
+        vec![ROLE_ANY.to_string(), ROLE_PUBLIC.to_string()]
+    }
+
+    fn wants_offers(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn resource_offers(&self, mut offers: Vec<Offer>) -> Vec<OfferAnswer> {
+        let state = self.state;
+        let mut queue = self.scheduler.queue.lock().expect("queue lock");
+        let mut accepted: BTreeMap<usize, Vec<Task>> = BTreeMap::new();
+        for pending in &self.pending {
+            let Some(record) = state.marathon.apps.get(&pending.app_id) else { continue };
+            let app = &record.app;
+            let info = queue.entry(pending.app_id.clone()).or_default();
+            let request = request(app);
+            let mut placed: Vec<String> =
+                self.by_app.get(pending.app_id.as_str()).into_iter().flatten().map(|t| t.agent_id.clone()).collect();
+            let mut refusals = Vec::new();
+            let mut start = 0;
+            for _ in 0..pending.count {
+                let placed_views: Vec<AgentView> = placed.iter().filter_map(|a| agent_view(state, a)).collect();
+                let mut chosen = None;
+                refusals.clear();
+                // Start after the last offer used, so instances spread and full offers are not
+                // tried again and again.
+                for step in 0..offers.len() {
+                    let index = (start + step) % offers.len();
+                    let offer = &offers[index];
+                    info.processed_offers_count += 1;
+                    match match_offer(&request, offer, &placed_views) {
+                        Ok(matched) => {
+                            info.summary.add(&Ok(()));
+                            chosen = Some((index, matched));
+                            break;
+                        }
+                        Err(reasons) => {
+                            info.unused_offers_count += 1;
+                            info.last_unused_offer_at_ms = Some(self.now);
+                            info.summary.add(&Err(reasons.clone()));
+                            refusals.push((offer.hostname.clone(), reasons));
+                        }
+                    }
+                }
+                let Some((index, matched)) = chosen else { break };
+                start = index + 1;
+                info.last_used_offer_at_ms = Some(self.now);
+                info.waiting = info.waiting.saturating_sub(1);
+                let offer = &mut offers[index];
+                offer.resources.subtract(&Resources { cpus: app.cpus, mem: app.mem, disk: app.disk, ports: vec![] });
+                offer.resources.ports = crate::core::resources::subtract_ports(&offer.resources.ports, &matched.ports);
+                placed.push(offer.agent_id.clone());
+                accepted.entry(index).or_default().push(Task {
+                    id: task_id(app),
+                    framework_id: FRAMEWORK_ID.into(),
+                    agent_id: offer.agent_id.clone(),
+                    spec: spec(app),
+                    state: TaskState::TASK_STAGING,
+                    reason: None,
+                    message: String::new(),
+                    ports: matched.ports,
+                    created_at_ms: self.now,
+                    updated_at_ms: self.now,
+                    exit_code: None,
+                    healthy: None,
+                    kill_grace_ms: None,
+                    statuses: vec![],
+                    image: pending.image.clone(),
+                    app_id: Some(app.id.to_string()),
+                    app_version: app.version.clone(),
+                });
+            }
+            if !refusals.is_empty() || info.waiting == 0 {
+                info.last_refusals = refusals;
+            }
+        }
+        offers
+            .into_iter()
+            .enumerate()
+            .map(|(index, offer)| match accepted.remove(&index) {
+                Some(launch) => OfferAnswer::Accept { offer_id: offer.id, launch },
+                None => OfferAnswer::Decline { offer_id: offer.id, refuse_seconds: DEFAULT_REFUSE_SECONDS },
+            })
+            .collect()
+    }
+}
+
+/// The failed tasks of each app (for backoff), in one pass.
+fn failures_by_app(state: &State) -> HashMap<&str, Vec<&Task>> {
+    let mut map: HashMap<&str, Vec<&Task>> = HashMap::new();
+    for task in state.tasks.values() {
+        if task.framework_id == FRAMEWORK_ID
+            && failed(task)
+            && let Some(app) = task.app_id.as_deref()
+        {
+            map.entry(app).or_default().push(task);
+        }
+    }
+    map
 }

@@ -1,6 +1,7 @@
 //! The master: Raft node, storage, networking and the leader's duties.
 
 pub mod agents;
+pub mod allocator;
 pub mod blob_sync;
 pub mod config;
 pub mod engine;

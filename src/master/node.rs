@@ -106,6 +106,8 @@ pub struct Master {
     pub blobs: Arc<crate::image::BlobStore>,
     /// The built-in Marathon's leader memory (backoff delays, offer statistics).
     pub marathon: super::marathon::Scheduler,
+    /// The leader's allocator: offers, DRF order, decline filters.
+    pub allocator: super::allocator::Allocator,
     /// The cluster CA with its key, when `ca_key` is set: signs certificates for agents that
     /// join with a token.
     pub ca_signer: Option<Arc<crate::pki::Ca>>,
@@ -334,6 +336,7 @@ pub async fn start(
         agents: Default::default(),
         blobs: Arc::new(blobs),
         marathon: Default::default(),
+        allocator: Default::default(),
         ca_signer,
         bootstrap_admin,
     });
