@@ -254,3 +254,73 @@ async fn a_deployment_survives_a_leader_failover_without_duplicates() {
     assert_eq!(ids.len(), 4);
     f.cluster.shutdown().await;
 }
+
+/// Reads server-sent events until `until` has been seen (or the deadline passes).
+async fn read_events(resp: &mut reqwest::Response, until: &str, deadline: Duration) -> Vec<(String, Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let end = tokio::time::Instant::now() + deadline;
+    while !events.iter().any(|(t, _): &(String, Value)| t == until) {
+        let chunk = tokio::time::timeout_at(end, resp.chunk())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no {until} event in time; saw {:?}", events.iter().map(|e| &e.0).collect::<Vec<_>>())
+            })
+            .expect("event stream")
+            .expect("event stream ended");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end_of_event) = buffer.find("\n\n") {
+            let raw: String = buffer.drain(..end_of_event + 2).collect();
+            let mut event_type = String::new();
+            let mut data = String::new();
+            for line in raw.lines() {
+                if let Some(t) = line.strip_prefix("event:") {
+                    event_type = t.trim().to_string();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim());
+                }
+            }
+            if !event_type.is_empty() {
+                events.push((event_type, serde_json::from_str(&data).expect("event data is JSON")));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_event_stream_tells_the_story_of_a_deployment() {
+    let f = fixture(1, 1).await;
+    let client = f.cluster.client(&f.cluster.wait_leader().await).await;
+    let mut resp = client.send(Method::GET, "/v2/events", None, false).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let attached = read_events(&mut resp, "event_stream_attached", Duration::from_secs(10)).await;
+    assert_eq!(attached[0].1["eventType"], "event_stream_attached");
+
+    call(&client, Method::POST, "/v2/apps", Some(json!({"id": "/ev", "cmd": "sleep 100", "cpus": 0.1, "mem": 16})))
+        .await;
+    let events = read_events(&mut resp, "deployment_success", Duration::from_secs(20)).await;
+    let kinds: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    let position =
+        |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
+    assert!(position("api_post_event") < position("deployment_info"));
+    assert!(position("deployment_info") < position("deployment_success"));
+    let running = events
+        .iter()
+        .find(|(t, e)| t == "status_update_event" && e["taskStatus"] == "TASK_RUNNING")
+        .unwrap_or_else(|| panic!("no TASK_RUNNING update in {kinds:?}"));
+    assert_eq!(running.1["appId"], "/ev");
+    assert!(position("status_update_event") < position("deployment_success"));
+    for (_, event) in &events {
+        assert!(event["timestamp"].is_string(), "every event has a timestamp: {event}");
+    }
+
+    // Only the asked-for types with ?event_type=.
+    let mut filtered =
+        client.send(Method::GET, "/v2/events?event_type=app_terminated_event", None, false).await.unwrap();
+    call(&client, Method::DELETE, "/v2/apps/ev", None).await;
+    let events = read_events(&mut filtered, "app_terminated_event", Duration::from_secs(20)).await;
+    assert!(events.iter().all(|(t, _)| t == "app_terminated_event"), "{events:?}");
+    f.cluster.shutdown().await;
+}
