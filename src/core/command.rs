@@ -42,6 +42,9 @@ pub enum Command {
     AgentSetMode { agent_id: String, mode: AgentMode, at_ms: u64 },
     /// A placed task (state TASK_STAGING, agent and ports chosen by the proposer).
     TaskLaunch { task: Box<Task> },
+    /// Placed tasks launched together (a framework's accepted offers of one round); each is
+    /// checked as `TaskLaunch` checks one, and refused ones do not stop the others.
+    TaskLaunchBatch { tasks: Vec<Task> },
     /// A status update from an agent (or from the leader, for lost agents).
     TaskStatusUpdate { status: TaskStatus },
     /// Someone asked for a task to be killed.
@@ -110,6 +113,11 @@ pub enum Response {
     },
     TaskLaunched {
         task_id: String,
+    },
+    /// A batch: the tasks launched, and the refused ones with why.
+    TasksLaunched {
+        launched: Vec<String>,
+        rejected: Vec<(String, String)>,
     },
     /// `applied: false` for a duplicate or an update not allowed from the current state.
     TaskUpdated {

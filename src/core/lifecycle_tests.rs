@@ -186,3 +186,34 @@ fn kills_are_recorded_and_completed_tasks_are_bounded() {
     assert_eq!(done, COMPLETED_TASKS_KEPT);
     assert!(s.tasks.contains_key("k"), "running tasks are never trimmed");
 }
+
+#[test]
+fn batched_launches_are_checked_one_by_one_against_what_the_batch_already_took() {
+    let mut state = State::default();
+    state.apply(1, &agent("a1", 2.0));
+    let task_of = |command: Command| match command {
+        Command::TaskLaunch { task } => *task,
+        other => panic!("{other:?}"),
+    };
+    let first = task_of(launch(&state, "first", 1.5, 1));
+    // Placed against the same empty agent: together they do not fit.
+    let second = task_of(launch(&state, "second", 1.0, 0));
+    let mut same_port = task_of(launch(&state, "same-port", 0.1, 1));
+    same_port.ports = first.ports.clone();
+    let mut twice = task_of(launch(&state, "twice", 0.1, 2));
+    twice.ports = vec![31001, 31001];
+    let fits = task_of(launch(&state, "fits", 0.4, 1));
+    let mut fits = fits;
+    fits.ports = vec![31002];
+    let batch = Command::TaskLaunchBatch { tasks: vec![first, second, same_port, twice, fits] };
+    match state.apply(2, &batch) {
+        Response::TasksLaunched { launched, rejected } => {
+            assert_eq!(launched, ["first", "fits"]);
+            let refused: Vec<&str> = rejected.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(refused, ["second", "same-port", "twice"]);
+            assert!(rejected[0].1.contains("no longer has room"), "{rejected:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(state.tasks.len(), 2);
+}

@@ -118,6 +118,7 @@ impl State {
                 None => Response::Rejected { message: format!("no agent {agent_id:?}") },
             },
             Command::TaskLaunch { task } => self.launch(task),
+            Command::TaskLaunchBatch { tasks } => self.launch_batch(tasks),
             Command::ImageAdd { image } => {
                 if let Err(message) = super::images::validate(image) {
                     return Response::Rejected { message };
@@ -252,6 +253,48 @@ impl State {
     }
 
     fn launch(&mut self, task: &Task) -> Response {
+        let Some(usage) = super::placement::free_on(self, &task.agent_id) else {
+            return Response::Rejected { message: format!("no agent {:?}", task.agent_id) };
+        };
+        let mut usage = usage;
+        self.launch_with(task, &mut usage)
+    }
+
+    /// Launches placed tasks together; the agents' free resources are computed once.
+    fn launch_batch(&mut self, tasks: &[Task]) -> Response {
+        let mut usage: BTreeMap<String, (super::Resources, Vec<u16>)> = BTreeMap::new();
+        for task in tasks {
+            if let Some(agent) = self.agents.get(&task.agent_id)
+                && !usage.contains_key(&agent.id)
+            {
+                usage.insert(agent.id.clone(), (agent.total.clone(), Vec::new()));
+            }
+        }
+        for task in self.tasks.values().filter(|t| t.state.holds_resources()) {
+            if let Some((free, used)) = usage.get_mut(&task.agent_id) {
+                free.subtract(&task.spec.resources);
+                used.extend(task.ports.iter().copied());
+            }
+        }
+        let mut launched = Vec::new();
+        let mut rejected = Vec::new();
+        for task in tasks {
+            let response = match usage.get_mut(&task.agent_id) {
+                Some(u) => self.launch_with(task, u),
+                None => Response::Rejected { message: format!("no agent {:?}", task.agent_id) },
+            };
+            match response {
+                Response::TaskLaunched { task_id } => launched.push(task_id),
+                Response::Rejected { message } => rejected.push((task.id.clone(), message)),
+                _ => {}
+            }
+        }
+        Response::TasksLaunched { launched, rejected }
+    }
+
+    /// Launches one placed task given its agent's free resources and used ports, which it
+    /// updates.
+    fn launch_with(&mut self, task: &Task, usage: &mut (super::Resources, Vec<u16>)) -> Response {
         if self.tasks.contains_key(&task.id) {
             return Response::Rejected { message: format!("task id {} is already in use", task.id) };
         }
@@ -269,21 +312,28 @@ impl State {
         if !agent.accepts_tasks() {
             return Response::Rejected { message: format!("agent {} does not accept tasks now", agent.id) };
         }
-        let (free, used) = super::placement::free_on(self, &task.agent_id).expect("agent exists");
+        let (free, used) = usage;
         if !free.fits(&task.spec.resources) {
             return Response::Rejected { message: format!("agent {} no longer has room for the task", task.agent_id) };
         }
         if task.ports.len() != usize::from(task.spec.port_count)
-            || task.ports.iter().any(|p| used.contains(p) || !agent.total.has_port(*p))
+            || task
+                .ports
+                .iter()
+                .enumerate()
+                .any(|(i, p)| used.contains(p) || !agent.total.has_port(*p) || task.ports[..i].contains(p))
         {
             return Response::Rejected {
                 message: format!("ports {:?} are not free on agent {}", task.ports, task.agent_id),
             };
         }
+        free.subtract(&task.spec.resources);
+        used.extend(task.ports.iter().copied());
         let mut task = task.clone();
         task.state = TaskState::TASK_STAGING;
-        self.tasks.insert(task.id.clone(), task.clone());
-        Response::TaskLaunched { task_id: task.id }
+        let task_id = task.id.clone();
+        self.tasks.insert(task_id.clone(), task);
+        Response::TaskLaunched { task_id }
     }
 
     fn update_task(&mut self, status: &TaskStatus) -> Response {

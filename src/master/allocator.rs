@@ -151,7 +151,7 @@ impl Allocator {
                 maintenance: !agent.accepts_tasks(),
             });
         }
-        let mut launches = Vec::new();
+        let mut launches: Vec<Task> = Vec::new();
         for framework in wanting {
             let Some(offers) = by_framework.remove(framework.id()) else { continue };
             let by_id: HashMap<String, Offer> = offers.iter().map(|o| (o.id.clone(), o.clone())).collect();
@@ -176,12 +176,15 @@ impl Allocator {
                 }
             }
         }
-        launches
+        if launches.is_empty() {
+            return vec![];
+        }
+        vec![Command::TaskLaunchBatch { tasks: launches }]
     }
 }
 
 /// The accepted tasks that fit the offer (the state checks again when it applies them).
-fn checked(framework: &str, offer: &Offer, launch: Vec<Task>) -> Vec<Command> {
+fn checked(framework: &str, offer: &Offer, launch: Vec<Task>) -> Vec<Task> {
     let mut left = offer.resources.clone();
     let mut out = Vec::new();
     for task in launch {
@@ -196,7 +199,7 @@ fn checked(framework: &str, offer: &Offer, launch: Vec<Task>) -> Vec<Command> {
         }
         left.subtract(&task.spec.resources);
         left.ports = subtract_ports(&left.ports, &task.ports);
-        out.push(Command::TaskLaunch { task: Box::new(task) });
+        out.push(task);
     }
     out
 }
@@ -353,8 +356,8 @@ mod tests {
         let launched: Vec<String> = allocator
             .round(&state, &[&framework], 1)
             .into_iter()
-            .map(|c| match c {
-                Command::TaskLaunch { task } => task.id,
+            .flat_map(|c| match c {
+                Command::TaskLaunchBatch { tasks } => tasks.into_iter().map(|t| t.id),
                 other => panic!("unexpected {other:?}"),
             })
             .collect();

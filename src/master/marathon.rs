@@ -125,6 +125,12 @@ pub async fn marathon_duties(master: Arc<Master>) {
                 Ok(crate::core::Response::Rejected { message }) => {
                     tracing::debug!(%message, "a Marathon decision was refused by the state; recomputing")
                 }
+                Ok(crate::core::Response::TasksLaunched { launched, rejected }) => {
+                    for (task, message) in rejected {
+                        tracing::debug!(%task, %message, "a placement was refused by the state; recomputing");
+                    }
+                    tracing::debug!(launched = launched.len(), "Marathon tasks launched");
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "a Marathon decision could not be written; retrying on the next pass")
