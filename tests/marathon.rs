@@ -18,7 +18,7 @@ use support::{TestCluster, fast_tuning, wait_for};
 struct Fixture {
     cluster: TestCluster,
     fakes: Vec<Arc<FakeContainers>>,
-    _agents: Vec<RunningAgent>,
+    agents: Vec<RunningAgent>,
 }
 
 async fn fixture(masters: usize, agents: usize) -> Fixture {
@@ -40,7 +40,7 @@ async fn fixture(masters: usize, agents: usize) -> Fixture {
         }
     })
     .await;
-    Fixture { cluster, fakes, _agents: running }
+    Fixture { cluster, fakes, agents: running }
 }
 
 async fn call(client: &Client, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -322,5 +322,49 @@ async fn the_event_stream_tells_the_story_of_a_deployment() {
     call(&client, Method::DELETE, "/v2/apps/ev", None).await;
     let events = read_events(&mut filtered, "app_terminated_event", Duration::from_secs(20)).await;
     assert!(events.iter().all(|(t, _)| t == "app_terminated_event"), "{events:?}");
+    f.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_instances_are_replaced_after_inactive_after_seconds_and_the_surplus_goes_when_they_return() {
+    let mut f = fixture(1, 2).await;
+    let client = f.cluster.client(&f.cluster.wait_leader().await).await;
+    call(
+        &client,
+        Method::POST,
+        "/v2/apps",
+        Some(json!({
+            "id": "/sticky", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 1,
+            "unreachableStrategy": {"inactiveAfterSeconds": 1, "expungeAfterSeconds": 3600},
+        })),
+    )
+    .await;
+    let app = wait_stable(&client, "/sticky", 1).await;
+    let first = app["tasks"][0]["id"].as_str().unwrap().to_string();
+    let host = app["tasks"][0]["host"].as_str().unwrap().to_string();
+    let index = if host == "agent-1" { 0 } else { 1 };
+    let lost = f.agents.remove(index);
+    let lost_fake = f.fakes[index].clone();
+    lost.crash();
+
+    // The agent goes unreachable, then after inactiveAfterSeconds a replacement starts elsewhere.
+    let replaced = wait_for("a replacement on the other agent", Duration::from_secs(30), || async {
+        let app = client.marathon(Method::GET, "/v2/apps/sticky", None).await.ok()?["app"].clone();
+        let tasks = app["tasks"].as_array()?.clone();
+        let running_elsewhere =
+            tasks.iter().any(|t| t["state"] == "TASK_RUNNING" && t["host"] != json!(host) && t["id"] != json!(first));
+        let old_unreachable = tasks.iter().any(|t| t["id"] == json!(first) && t["state"] == "TASK_UNREACHABLE");
+        (running_elsewhere && old_unreachable).then_some(app)
+    })
+    .await;
+    assert_eq!(replaced["instances"], json!(1));
+
+    // The agent returns with its task still running: one of the two goes (the youngest by
+    // default), leaving exactly one instance.
+    let config = f.cluster.agent_config(&host);
+    let back = medos::agent::start(config, lost_fake).await.unwrap();
+    let app = wait_stable(&client, "/sticky", 1).await;
+    assert_eq!(app["tasks"].as_array().unwrap().len(), 1);
+    back.shutdown().await;
     f.cluster.shutdown().await;
 }

@@ -160,6 +160,10 @@ fn counts(task: &Task, app: Option<&AppDefinition>, now_ms: u64) -> bool {
     if task.state != TaskState::TASK_UNREACHABLE {
         return true;
     }
+    if task.kill_grace_ms.is_some() {
+        // Asked to die while its agent is away: it will be killed if the agent returns.
+        return false;
+    }
     let inactive_after_ms = app.map(unreachable_inactive_after_ms).unwrap_or(DEFAULT_INACTIVE_AFTER_MS);
     now_ms.saturating_sub(task.updated_at_ms) < inactive_after_ms
 }
@@ -218,7 +222,11 @@ pub fn pass(state: &State, now: u64) -> (Vec<Command>, BTreeMap<String, u32>) {
                 ActionKind::StartApplication => Decision { done: true, ..Default::default() },
                 ActionKind::StopApplication => {
                     let kill = tasks.iter().filter(|t| t.kill_grace_ms.is_none()).map(|t| t.id.clone()).collect();
-                    Decision { kill, launch: 0, done: tasks.is_empty() }
+                    // Tasks on unreachable agents cannot confirm their end; they are killed
+                    // when their agent returns and do not hold the deployment up.
+                    let done =
+                        tasks.iter().all(|t| t.state == TaskState::TASK_UNREACHABLE && t.kill_grace_ms.is_some());
+                    Decision { kill, launch: 0, done }
                 }
                 ActionKind::ScaleApplication | ActionKind::RestartApplication => {
                     let Some(app) = app else {
@@ -380,6 +388,7 @@ fn spec(app: &AppDefinition) -> TaskSpec {
         kill_grace_ms: app.kill_grace_ms(),
         labels: app.labels.clone(),
         health_checks: app.task_health_checks(),
+        fetch: app.fetch.iter().map(crate::core::tasks::FetchUri::from).collect(),
     }
 }
 
