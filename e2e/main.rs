@@ -5,6 +5,7 @@
 mod agents;
 mod bad_input;
 mod cli;
+mod done_when;
 mod durability;
 mod failover;
 mod history;
