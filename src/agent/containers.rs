@@ -330,6 +330,7 @@ mod tests {
                 kill_grace_ms: 1000,
                 labels: Default::default(),
                 health_checks: vec![],
+                fetch: vec![],
             },
             state: TaskState::TASK_STAGING,
             reason: None,

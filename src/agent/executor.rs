@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use super::fetch::{FetchSettings, Fetcher};
 use super::outbox::Outbox;
 use crate::api::agent_protocol::TaskReport;
 use crate::atomic_file::write_atomic;
@@ -66,6 +68,11 @@ pub struct Executor {
     tasks: Mutex<BTreeMap<String, Record>>,
     /// Tasks whose container is being started right now; `poll` leaves them alone.
     launching: Mutex<std::collections::BTreeSet<String>>,
+    /// Tasks whose URIs are being fetched; a kill cancels the fetch.
+    fetching: Mutex<BTreeMap<String, CancellationToken>>,
+    fetch_settings: FetchSettings,
+    /// Built on the first task with URIs.
+    fetcher: OnceLock<Result<Fetcher, String>>,
 }
 
 fn uuid() -> String {
@@ -128,7 +135,17 @@ impl Executor {
             outbox,
             tasks: Mutex::new(tasks),
             launching: Mutex::new(Default::default()),
+            fetching: Mutex::new(BTreeMap::new()),
+            fetch_settings: FetchSettings::default(),
+            fetcher: OnceLock::new(),
         })
+    }
+
+    /// Replaces the fetcher's default limits.
+    pub fn with_fetch_settings(mut self, settings: FetchSettings) -> Self {
+        self.fetch_settings = settings;
+        self.fetcher = OnceLock::new();
+        self
     }
 
     pub fn sandbox(&self, task_id: &str) -> PathBuf {
@@ -163,8 +180,10 @@ impl Executor {
         tasks.values().map(|r| TaskReport { task_id: r.task.id.clone(), state: r.state }).collect()
     }
 
-    /// Launches a task the leader sent (ignored if this agent already has it).
-    pub fn launch(&self, task: Task) {
+    /// Launches a task the leader sent (ignored if this agent already has it). A task with
+    /// `fetch` URIs returns at once: its URIs are fetched, and its container started, on a
+    /// blocking thread of its own, so the agent goes on handling events (a kill cancels it).
+    pub fn launch(self: &Arc<Self>, task: Task) {
         let id = task.id.clone();
         {
             let mut tasks = self.tasks.lock().expect("executor lock");
@@ -188,26 +207,113 @@ impl Executor {
             self.launching.lock().expect("executor lock").insert(id.clone());
         }
         self.send(&id, TaskState::TASK_STARTING, None, String::new(), None);
-        tracing::debug!(task = %id, "checkpointed; starting the container");
-        let sandbox = self.sandbox(&id);
-        let result = std::fs::create_dir_all(&sandbox)
-            .map_err(|e| format!("creating the sandbox {}: {e}", sandbox.display()))
-            .and_then(|()| self.containers.launch(&task, &sandbox));
+        if task.spec.fetch.is_empty() {
+            self.start(&task, None);
+            return;
+        }
+        let cancel = CancellationToken::new();
+        self.fetching.lock().expect("executor lock").insert(id.clone(), cancel.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let this = self.clone();
+                drop(handle.clone().spawn_blocking(move || this.start(&task, Some((handle, cancel)))));
+            }
+            Err(_) => self.start(&task, None),
+        }
+    }
+
+    /// Creates the sandbox, fetches the task's URIs (with a runtime `handle` and the token a
+    /// kill cancels), then starts the container and reports the outcome.
+    fn start(&self, task: &Task, fetch: Option<(tokio::runtime::Handle, CancellationToken)>) {
+        let id = &task.id;
         let _launched = scopeguard(|| {
-            self.launching.lock().expect("executor lock").remove(&id);
+            self.launching.lock().expect("executor lock").remove(id);
         });
-        match result {
+        let sandbox = self.sandbox(id);
+        if let Err(e) = std::fs::create_dir_all(&sandbox) {
+            self.fetching.lock().expect("executor lock").remove(id);
+            let message = format!("creating the sandbox {}: {e}", sandbox.display());
+            return self.fail(id, "REASON_CONTAINER_LAUNCH_FAILED", message);
+        }
+        if !task.spec.fetch.is_empty() {
+            let fetched = match &fetch {
+                Some((handle, cancel)) => self.fetch(handle, task, &sandbox, cancel),
+                None => Err("the agent has no async runtime to fetch URIs with".to_string()),
+            };
+            self.fetching.lock().expect("executor lock").remove(id);
+            if self.is_killing(id) {
+                tracing::info!(task = %id, "killed while fetching; not starting it");
+                self.set_state(id, TaskState::TASK_KILLED);
+                let message = format!("task {id} was killed before it started");
+                return self.send(
+                    id,
+                    TaskState::TASK_KILLED,
+                    Some("REASON_TASK_KILLED_DURING_LAUNCH".into()),
+                    message,
+                    None,
+                );
+            }
+            if let Err(message) = fetched {
+                return self.fail(id, "REASON_CONTAINER_LAUNCH_FAILED", message);
+            }
+        }
+        tracing::debug!(task = %id, "checkpointed; starting the container");
+        match self.containers.launch(task, &sandbox) {
             Ok(()) => {
                 tracing::debug!(task = %id, "container started");
-                self.set_state(&id, TaskState::TASK_RUNNING);
-                self.send(&id, TaskState::TASK_RUNNING, None, String::new(), None);
+                if self.mark_running(id) {
+                    self.send(id, TaskState::TASK_RUNNING, None, String::new(), None);
+                } else {
+                    // A kill came while the container was starting and could not reach it.
+                    let grace = Duration::from_millis(task.kill_grace_ms.unwrap_or(task.spec.kill_grace_ms));
+                    if let Err(e) = self.containers.kill(id, grace) {
+                        tracing::warn!(task = %id, error = %e, "kill failed");
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(task = %id, error = %e, "launch failed");
-                self.set_state(&id, TaskState::TASK_FAILED);
-                self.send(&id, TaskState::TASK_FAILED, Some("REASON_CONTAINER_LAUNCH_FAILED".into()), e, None);
+                self.fail(id, "REASON_CONTAINER_LAUNCH_FAILED", e);
             }
         }
+    }
+
+    /// Fetches the task's URIs into its sandbox; the error is the task's failure message.
+    fn fetch(
+        &self,
+        handle: &tokio::runtime::Handle,
+        task: &Task,
+        sandbox: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<(), String> {
+        let fetcher = self.fetcher.get_or_init(|| Fetcher::new(self.fetch_settings.clone())).as_ref()?;
+        let owner = super::fetch::owner_of(task)
+            .map_err(|e| format!("cannot give the fetched files to the task's user: {e}"))?;
+        tracing::info!(task = %task.id, uris = task.spec.fetch.len(), "fetching URIs into the sandbox");
+        fetcher.fetch_all(handle, &task.id, &task.spec.fetch, sandbox, owner, cancel).map_err(|e| e.to_string())
+    }
+
+    fn fail(&self, id: &str, reason: &str, message: String) {
+        self.set_state(id, TaskState::TASK_FAILED);
+        self.send(id, TaskState::TASK_FAILED, Some(reason.into()), message, None);
+    }
+
+    fn is_killing(&self, id: &str) -> bool {
+        self.tasks.lock().expect("executor lock").get(id).is_some_and(|r| r.killing)
+    }
+
+    /// Records TASK_RUNNING unless the task is being killed; returns whether it did.
+    fn mark_running(&self, id: &str) -> bool {
+        let mut tasks = self.tasks.lock().expect("executor lock");
+        let Some(record) = tasks.get_mut(id) else { return false };
+        if record.killing {
+            return false;
+        }
+        record.state = TaskState::TASK_RUNNING;
+        if let Err(e) = self.checkpoint(record) {
+            tracing::error!(task = %id, error = %e, "cannot checkpoint the task state");
+        }
+        true
     }
 
     fn set_state(&self, id: &str, state: TaskState) {
@@ -238,6 +344,11 @@ impl Executor {
             return;
         }
         self.send(task_id, TaskState::TASK_KILLING, None, String::new(), None);
+        if let Some(cancel) = self.fetching.lock().expect("executor lock").get(task_id) {
+            // No container yet: stopping the fetch is the kill.
+            cancel.cancel();
+            return;
+        }
         if let Err(e) = self.containers.kill(task_id, grace) {
             tracing::warn!(task = %task_id, error = %e, "kill failed");
         }

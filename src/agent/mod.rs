@@ -8,6 +8,7 @@ pub mod config;
 pub mod containers;
 pub mod executor;
 pub mod fake;
+pub mod fetch;
 pub mod health;
 pub mod http;
 pub mod join;

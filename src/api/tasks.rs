@@ -96,6 +96,7 @@ impl RunTask {
             kill_grace_ms: grace,
             labels: BTreeMap::new(),
             health_checks: self.health_checks,
+            fetch: Vec::new(),
         };
         validate_spec(&spec).map_err(ApiError::BadRequest)?;
         Ok(spec)

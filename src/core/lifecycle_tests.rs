@@ -37,6 +37,7 @@ fn spec(cpus: f64, ports: u16) -> TaskSpec {
         kill_grace_ms: 1000,
         labels: BTreeMap::new(),
         health_checks: vec![],
+        fetch: vec![],
     }
 }
 

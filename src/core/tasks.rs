@@ -129,6 +129,121 @@ pub struct TaskSpec {
     /// Checks the agent runs while the task is RUNNING; results arrive as `healthy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheck>,
+    /// URIs the agent downloads into the sandbox before the task starts (the Mesos fetcher).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch: Vec<FetchUri>,
+}
+
+/// Longest `uri` and `destPath` of a [`FetchUri`] (Marathon's limit for both).
+pub const MAX_FETCH_FIELD_LEN: usize = 1024;
+
+/// One URI for the Mesos fetcher (Mesos's `CommandInfo.URI`, Marathon's `fetch` item), with
+/// Marathon's field names and defaults. Only `http` and `https` are fetched: `file://` and
+/// bare paths would copy files of the agent's host (the agent runs as root) into a sandbox, and
+/// `hdfs://`, `s3://`, `ftp://` need clients medos does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchUri {
+    pub uri: String,
+    /// Unpack `.tar`, `.tar.gz`/`.tgz`, `.tar.bz2`/`.tbz2`, `.tar.xz`/`.txz`, `.zip` into the
+    /// sandbox and gunzip `.gz` (the downloaded file stays too), as Mesos does.
+    #[serde(default = "yes")]
+    pub extract: bool,
+    /// Make the file executable (mode 0755); an executable is never extracted.
+    #[serde(default)]
+    pub executable: bool,
+    /// Accepted for compatibility; every fetch downloads (there is no fetcher cache).
+    #[serde(default)]
+    pub cache: bool,
+    /// Where the file goes, relative to the sandbox; default: the last segment of the URI's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest_path: Option<String>,
+}
+
+impl FetchUri {
+    /// A URI with Marathon's defaults (`extract` true, the rest false).
+    pub fn new(uri: &str) -> FetchUri {
+        FetchUri { uri: uri.to_string(), extract: true, executable: false, cache: false, dest_path: None }
+    }
+
+    /// The fetcher's rules for this URI, checked by the agent before it downloads anything
+    /// (a task that breaks them fails with the message): an `http` or `https` URI with a
+    /// host, and a sandbox-relative destination that cannot leave the sandbox.
+    pub fn check(&self) -> Result<(), String> {
+        let uri = self.uri.as_str();
+        if uri.is_empty() || uri.len() > MAX_FETCH_FIELD_LEN {
+            return Err(format!("the URI must be 1 to {MAX_FETCH_FIELD_LEN} characters"));
+        }
+        if uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("the URI contains whitespace or control characters".into());
+        }
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Err(
+                "not an http:// or https:// URI (medos fetches only http and https; local paths are not copied)".into(),
+            );
+        };
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err(format!(
+                "the {scheme}:// scheme is not supported: medos fetches only http and https URIs{}",
+                if scheme.eq_ignore_ascii_case("file") {
+                    " (files of the agent's host are not copied into sandboxes)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.is_empty() || host.starts_with(':') {
+            return Err("the URI names no host".into());
+        }
+        if let Some(dest) = &self.dest_path {
+            sandbox_path(dest).map_err(|e| format!("destPath {dest:?}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Marathon's `fetch` items (and legacy `uris`) are handed to the agent as they are.
+impl From<&super::marathon::app::Artifact> for FetchUri {
+    fn from(a: &super::marathon::app::Artifact) -> FetchUri {
+        FetchUri {
+            uri: a.uri.clone(),
+            extract: a.extract,
+            executable: a.executable,
+            cache: a.cache,
+            dest_path: a.dest_path.clone(),
+        }
+    }
+}
+
+/// Splits a sandbox-relative path into its components, refusing what could leave the sandbox
+/// (absolute paths, `..`) or names no file. `.` and empty components are dropped.
+pub fn sandbox_path(path: &str) -> Result<Vec<&str>, String> {
+    if path.is_empty() || path.len() > MAX_FETCH_FIELD_LEN {
+        return Err(format!("must be 1 to {MAX_FETCH_FIELD_LEN} characters"));
+    }
+    if path.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
+    if path.starts_with('/') {
+        return Err("must be relative to the sandbox, not absolute".into());
+    }
+    if path.ends_with('/') {
+        return Err("must name a file, not a directory".into());
+    }
+    let mut components = Vec::new();
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => return Err("must not contain `..` (it could leave the sandbox)".into()),
+            c => components.push(c),
+        }
+    }
+    if components.is_empty() {
+        return Err("must name a file, not the sandbox itself".into());
+    }
+    Ok(components)
 }
 
 /// How a health check probes the task (Marathon's protocols; Mesos runs them on the agent).
@@ -346,6 +461,17 @@ pub fn validate_spec(spec: &TaskSpec) -> Result<(), String> {
             return Err(format!("env: {key:?} is not a valid variable name"));
         }
     }
+    // Only the bounds Marathon's app validation guarantees too: a launch refused here would be
+    // retried by the Marathon loop on every pass. Schemes and destinations are checked by the
+    // agent (`FetchUri::check`), which fails the task with the reason, as the Mesos fetcher does.
+    for (i, f) in spec.fetch.iter().enumerate() {
+        if f.uri.is_empty() || f.uri.len() > MAX_FETCH_FIELD_LEN {
+            return Err(format!("fetch[{i}].uri must be 1 to {MAX_FETCH_FIELD_LEN} characters"));
+        }
+        if f.dest_path.as_ref().is_some_and(|d| d.is_empty() || d.len() > MAX_FETCH_FIELD_LEN) {
+            return Err(format!("fetch[{i}].destPath must be 1 to {MAX_FETCH_FIELD_LEN} characters"));
+        }
+    }
     Ok(())
 }
 
@@ -393,6 +519,7 @@ mod tests {
             kill_grace_ms: 1000,
             labels: BTreeMap::new(),
             health_checks: vec![],
+            fetch: vec![],
         }
     }
 
@@ -426,5 +553,70 @@ mod tests {
         let mut s = spec();
         s.env.insert("A=B".into(), "x".into());
         assert!(validate_spec(&s).unwrap_err().contains("env"));
+    }
+
+    #[test]
+    fn fetch_uris_parse_with_marathon_names_and_defaults() {
+        let f: FetchUri = serde_json::from_str(r#"{"uri": "https://example.com/a.tgz"}"#).unwrap();
+        assert_eq!(f, FetchUri::new("https://example.com/a.tgz"));
+        let f: FetchUri =
+            serde_json::from_str(r#"{"uri": "http://h/x", "extract": false, "executable": true, "destPath": "bin/x"}"#)
+                .unwrap();
+        assert!(!f.extract && f.executable && !f.cache);
+        assert_eq!(f.dest_path.as_deref(), Some("bin/x"));
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["destPath"], "bin/x");
+        // Tasks written before `fetch` existed still load, and tasks without it do not grow.
+        let mut s = spec();
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("fetch"), "{text}");
+        assert_eq!(serde_json::from_str::<TaskSpec>(&text).unwrap(), s);
+        s.fetch = vec![f];
+        assert_eq!(serde_json::from_str::<TaskSpec>(&serde_json::to_string(&s).unwrap()).unwrap(), s);
+    }
+
+    #[test]
+    fn fetch_uri_rules_name_the_problem() {
+        let check = |uri: &str, dest: Option<&str>| {
+            FetchUri { dest_path: dest.map(str::to_string), ..FetchUri::new(uri) }.check()
+        };
+        for ok in ["http://h/a.tgz", "HTTPS://h:8443/x?y=1", "http://user@h/x", "http://[::1]:80/x"] {
+            assert_eq!(check(ok, None), Ok(()), "{ok}");
+        }
+        assert_eq!(check("http://h/x", Some("conf/./app.conf")), Ok(()));
+        let cases = [
+            ("file:///etc/shadow", None, "file:// scheme is not supported"),
+            ("/etc/shadow", None, "only http and https"),
+            ("hdfs://nn/x", None, "hdfs:// scheme is not supported"),
+            ("ftp://h/x", None, "ftp:// scheme is not supported"),
+            ("http:///x", None, "no host"),
+            ("http://h/a b", None, "whitespace"),
+            ("", None, "1 to 1024"),
+            ("http://h/x", Some("/etc/passwd"), "absolute"),
+            ("http://h/x", Some("a/../../x"), "`..`"),
+            ("http://h/x", Some(".."), "`..`"),
+            ("http://h/x", Some("dir/"), "name a file"),
+            ("http://h/x", Some("./"), "name a file"),
+            ("http://h/x", Some("."), "not the sandbox itself"),
+            ("http://h/x", Some(""), "1 to 1024"),
+        ];
+        for (uri, dest, want) in cases {
+            let err = check(uri, dest).unwrap_err();
+            assert!(err.contains(want), "{uri} {dest:?}: {err}");
+        }
+        assert!(check("http://h/x", Some("a\0b")).unwrap_err().contains("NUL"));
+        assert_eq!(sandbox_path("./a//b/c").unwrap(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn spec_validation_bounds_fetch_fields_only() {
+        let mut s = spec();
+        // The scheme is the agent's to judge (a Marathon app may carry any valid URI).
+        s.fetch = vec![FetchUri::new("file:///x")];
+        assert_eq!(validate_spec(&s), Ok(()));
+        s.fetch = vec![FetchUri::new(&format!("http://h/{}", "x".repeat(1024)))];
+        assert!(validate_spec(&s).unwrap_err().contains("fetch[0].uri"));
+        s.fetch = vec![FetchUri { dest_path: Some(String::new()), ..FetchUri::new("http://h/x") }];
+        assert!(validate_spec(&s).unwrap_err().contains("fetch[0].destPath"));
     }
 }

@@ -255,6 +255,7 @@ mod tests {
                 kill_grace_ms: 1000,
                 labels: BTreeMap::new(),
                 health_checks: vec![],
+                fetch: vec![],
             },
             state: TaskState::TASK_STAGING,
             reason: None,
