@@ -10,6 +10,7 @@ mod durability;
 mod failover;
 mod history;
 mod images;
+mod marathon;
 mod membership;
 mod support;
 mod task_io;

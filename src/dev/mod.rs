@@ -39,6 +39,15 @@ struct AgentSlot {
     port: u16,
 }
 
+/// The attributes of dev agent `i` (1-based): its own rack (`r1`, `r2`, …) and one of two zones
+/// (`z1` for odd, `z2` for even agents), so that Marathon constraints such as
+/// `["rack", "UNIQUE"]`, `["zone", "GROUP_BY"]` or `["rack", "LIKE", "r[12]"]` can be tried on
+/// one machine. Each agent's hostname is its name (`agent-1`, `agent-2`, …), so
+/// `["hostname", "UNIQUE"]` spreads over the agents as well.
+pub fn agent_attributes(i: usize) -> std::collections::BTreeMap<String, String> {
+    [("rack".to_string(), format!("r{i}")), ("zone".to_string(), format!("z{}", (i + 1) % 2 + 1))].into()
+}
+
 fn agent_slot(i: usize, port: u16) -> AgentSlot {
     let begin = 31000 + 1000 * (i - 1);
     AgentSlot { name: format!("agent-{i}"), ports: format!("{begin}-{}", begin + 999), port }
@@ -178,7 +187,7 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
         configs.push((config, path));
     }
     let mut agent_configs = Vec::new();
-    for slot in &layout.agents {
+    for (index, slot) in layout.agents.iter().enumerate() {
         let node_dir = dir.join(&slot.name);
         let cert = pki_dir.join(format!("{}.crt", slot.name));
         if !cert.exists() {
@@ -193,7 +202,7 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
             tls: TlsFiles { ca: pki_dir.join("ca.crt"), cert, key: pki_dir.join(format!("{}.key", slot.name)) },
             ports: vec![slot.ports.clone()],
             resources: Default::default(),
-            attributes: Default::default(),
+            attributes: agent_attributes(index + 1),
             public: false,
             api: format!("https://127.0.0.1:{}", slot.port),
             listen: Some(format!("127.0.0.1:{}", slot.port).parse().expect("loopback address")),
@@ -448,4 +457,39 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_get_their_own_hostname_rack_and_zone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let prepared = prepare(dir.path(), 1, 3).expect("preparing a dev cluster");
+        let seen: Vec<String> = prepared
+            .agents
+            .iter()
+            .map(|(config, _)| {
+                let attributes: Vec<String> = config.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} hostname={} {}", config.name, config.hostname, attributes.join(" "))
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                "agent-1 hostname=agent-1 rack=r1 zone=z1",
+                "agent-2 hostname=agent-2 rack=r2 zone=z2",
+                "agent-3 hostname=agent-3 rack=r3 zone=z1",
+            ]
+        );
+        // The config files say the same, and a rerun keeps them.
+        let (config, path) = &prepared.agents[2];
+        assert_eq!(&crate::agent::AgentConfig::load(path).expect("agent.toml"), config);
+        let again = prepare(dir.path(), 1, 3).expect("preparing again");
+        assert_eq!(
+            again.agents.iter().map(|(c, _)| c).collect::<Vec<_>>(),
+            prepared.agents.iter().map(|(c, _)| c).collect::<Vec<_>>()
+        );
+    }
 }
