@@ -52,12 +52,14 @@ fn uuid() -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// The app's non-terminal tasks.
+/// The app's non-terminal tasks, without expunged ones (unreachable tasks Marathon gave up
+/// on: they are killed if their agent returns).
 fn app_tasks<'a>(state: &'a CoreState, app_id: &str) -> Vec<&'a Task> {
     state
         .tasks
         .values()
         .filter(|t| t.framework_id == FRAMEWORK_ID && t.app_id.as_deref() == Some(app_id) && !t.state.is_terminal())
+        .filter(|t| !(t.state == TaskState::TASK_UNREACHABLE && t.kill_grace_ms.is_some()))
         .collect()
 }
 

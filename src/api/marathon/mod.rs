@@ -1,10 +1,13 @@
-//! Marathon's REST API (`/v2/…`, also under `/marathon/v2/…`): apps, deployments, tasks, the
-//! launch queue, info and leader. Bodies and errors have Marathon's shapes, so existing
-//! scripts and clients work unchanged. Every change is one `MarathonDeploy` (or task kill)
-//! command; the leader's Marathon loop (`master::marathon`) carries deployments out.
+//! Marathon's REST API (`/v2/…`, also under `/marathon/v2/…`): apps, groups, deployments,
+//! tasks, the launch queue, info, leader, plugins and pods (none). Bodies and errors have
+//! Marathon's shapes, so existing scripts and clients work unchanged. Every change is one
+//! `MarathonDeploy` (or task kill) command; the leader's Marathon loop (`master::marathon`)
+//! carries deployments out.
 
 pub mod apps;
 pub mod events;
+pub mod groups;
+pub mod misc;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +48,29 @@ pub fn routes() -> axum::Router<Arc<Master>> {
         .route("/info", get(info))
         .route("/leader", get(leader))
         .route("/events", get(events::events))
+        .route(
+            "/groups",
+            get(groups::get_root).post(groups::post_root).put(groups::put_root).delete(groups::delete_root),
+        )
+        .route(
+            "/groups/",
+            get(groups::get_root).post(groups::post_root).put(groups::put_root).delete(groups::delete_root),
+        )
+        .route(
+            "/groups/{*rest}",
+            get(groups::get_path)
+                .post(groups::post_path)
+                .put(groups::put_path)
+                .patch(groups::patch_path)
+                .delete(groups::delete_path),
+        )
+        .route("/tasks/delete", axum::routing::post(misc::delete_tasks))
+        .route("/queue/{*rest}", axum::routing::delete(misc::delete_queue_delay))
+        .route("/leader", axum::routing::delete(misc::abdicate))
+        .route("/plugins", get(misc::plugins))
+        .route("/plugins/{*rest}", axum::routing::any(misc::plugin_request))
+        .route("/pods", get(misc::pods).post(misc::pod_create))
+        .route("/pods/{*rest}", get(misc::pod).put(misc::pod_create).delete(misc::pod))
 }
 
 /// Errors with Marathon's bodies.

@@ -2,7 +2,8 @@
 //! each action (start, scale, restart, stop) from the tasks that exist right now.
 //!
 //! A plan turns the apps before a change into the apps after it:
-//! 1. one step stopping every app that is gone,
+//! 1. the apps that are gone stop, dependents first (layers of the reversed dependency graph;
+//!    Marathon stops them all in one step),
 //! 2. one step "starting" every new app with 0 instances (kept for compatibility; it is done
 //!    at once),
 //! 3. then the new and changed apps, grouped by the length of their longest dependency chain
@@ -61,15 +62,48 @@ pub struct Step {
     pub actions: Vec<Action>,
 }
 
+/// Dependencies between apps, already resolved to app ids: app id → the apps it depends on.
+/// Built by the caller from app and group dependencies (a dependency on a group means every
+/// app under it).
+pub type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// The dependency graph of `apps` from their own [`PlannedApp::depends_on`] (app ids only).
+pub fn graph_of<A: PlannedApp>(apps: &BTreeMap<String, A>) -> Graph {
+    apps.iter().map(|(id, app)| (id.clone(), app.depends_on().into_iter().collect())).collect()
+}
+
 /// The steps from `original` to `target` (both keyed by app id). Empty steps are dropped.
+/// Dependencies are the apps' own ([`graph_of`]).
 pub fn plan<A: PlannedApp>(original: &BTreeMap<String, A>, target: &BTreeMap<String, A>) -> Vec<Step> {
+    plan_ordered(original, target, &BTreeSet::new(), &graph_of(original), &graph_of(target))
+}
+
+/// The steps from `original` to `target`, ordered by the dependency graphs of the whole
+/// cluster before (`before`) and after (`after`) the change:
+/// 1. the apps that are gone stop, dependents before what they depend on (Marathon stops them
+///    all in one step; medos never stops an app while an app that depends on it still runs),
+/// 2. every new app "starts" with 0 instances, in one step,
+/// 3. new and changed apps scale or restart, in layers by the length of their longest
+///    dependency chain in `after` (dependencies first), as Marathon's
+///    `runSpecsGroupedByLongestPath`.
+///
+/// `restart` names apps whose tasks are all replaced even if their definition did not change
+/// (`POST /v2/apps/{id}/restart`).
+pub fn plan_ordered<A: PlannedApp>(
+    original: &BTreeMap<String, A>,
+    target: &BTreeMap<String, A>,
+    restart: &BTreeSet<String>,
+    before: &Graph,
+    after: &Graph,
+) -> Vec<Step> {
     let mut steps = Vec::new();
-    let stop = original
-        .keys()
-        .filter(|id| !target.contains_key(*id))
-        .map(|id| Action { action: ActionKind::StopApplication, app: id.clone() })
-        .collect();
-    steps.push(Step { actions: stop });
+    let dependents = reversed(before);
+    let mut stop_layers: BTreeMap<usize, Vec<Action>> = BTreeMap::new();
+    for id in original.keys().filter(|id| !target.contains_key(*id)) {
+        let layer = longest_chain(&dependents, id, &mut BTreeSet::new());
+        stop_layers.entry(layer).or_default().push(Action { action: ActionKind::StopApplication, app: id.clone() });
+    }
+    steps.extend(stop_layers.into_values().map(|actions| Step { actions }));
     let start = target
         .keys()
         .filter(|id| !original.contains_key(*id))
@@ -79,7 +113,7 @@ pub fn plan<A: PlannedApp>(original: &BTreeMap<String, A>, target: &BTreeMap<Str
 
     let changed: BTreeSet<&String> = target
         .iter()
-        .filter(|(id, app)| original.get(*id).is_none_or(|old| !old.same_definition(app)))
+        .filter(|(id, app)| restart.contains(*id) || original.get(*id).is_none_or(|old| !old.same_definition(app)))
         .map(|(id, _)| id)
         .collect();
     let mut layers: BTreeMap<usize, Vec<Action>> = BTreeMap::new();
@@ -87,6 +121,7 @@ pub fn plan<A: PlannedApp>(original: &BTreeMap<String, A>, target: &BTreeMap<Str
         let app = &target[id];
         let action = match original.get(id) {
             None => Some(ActionKind::ScaleApplication),
+            Some(_) if restart.contains(id) => Some(ActionKind::RestartApplication),
             Some(old) if app.instance_count() == 0 || !old.restart_needed(app) => {
                 (old.instance_count() != app.instance_count() || old.restart_needed(app))
                     .then_some(ActionKind::ScaleApplication)
@@ -94,7 +129,7 @@ pub fn plan<A: PlannedApp>(original: &BTreeMap<String, A>, target: &BTreeMap<Str
             Some(_) => Some(ActionKind::RestartApplication),
         };
         if let Some(action) = action {
-            let depth = longest_path(target, id, &mut BTreeSet::new());
+            let depth = longest_chain(after, id, &mut BTreeSet::new());
             layers.entry(depth).or_default().push(Action { action, app: id.clone() });
         }
     }
@@ -103,25 +138,49 @@ pub fn plan<A: PlannedApp>(original: &BTreeMap<String, A>, target: &BTreeMap<Str
     steps
 }
 
-/// Length of the longest dependency chain starting at `id` (1 for an app with no dependencies
-/// inside `apps`). Cycles are cut (validation rejects them before a plan is made).
-fn longest_path<A: PlannedApp>(apps: &BTreeMap<String, A>, id: &str, seen: &mut BTreeSet<String>) -> usize {
+/// The graph with every edge turned around: app id → the apps that depend on it.
+fn reversed(graph: &Graph) -> Graph {
+    let mut out = Graph::new();
+    for (id, deps) in graph {
+        for dep in deps {
+            out.entry(dep.clone()).or_default().insert(id.clone());
+        }
+    }
+    out
+}
+
+/// Number of apps on the longest path from `id` along the edges of `graph` (1 for an app
+/// without edges). Cycles are cut (validation rejects them before a plan is made).
+fn longest_chain(graph: &Graph, id: &str, seen: &mut BTreeSet<String>) -> usize {
     if !seen.insert(id.to_string()) {
         return 0;
     }
-    let deepest = apps
-        .get(id)
-        .map(|app| {
-            app.depends_on()
-                .iter()
-                .filter(|d| apps.contains_key(*d))
-                .map(|d| longest_path(apps, d, seen))
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
+    let deepest =
+        graph.get(id).map(|next| next.iter().map(|n| longest_chain(graph, n, seen)).max().unwrap_or(0)).unwrap_or(0);
     seen.remove(id);
     deepest + 1
+}
+
+/// Finds a cycle in a dependency graph (a self-dependency included), returning one app on it.
+pub fn find_cycle_in(graph: &Graph) -> Option<String> {
+    fn visit(graph: &Graph, id: &str, on_path: &mut BTreeSet<String>, done: &mut BTreeSet<String>) -> Option<String> {
+        if done.contains(id) {
+            return None;
+        }
+        if !on_path.insert(id.to_string()) {
+            return Some(id.to_string());
+        }
+        for dep in graph.get(id).into_iter().flatten() {
+            if let Some(found) = visit(graph, dep, on_path, done) {
+                return Some(found);
+            }
+        }
+        on_path.remove(id);
+        done.insert(id.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph.keys().find_map(|id| visit(graph, id, &mut BTreeSet::new(), &mut done))
 }
 
 /// Finds a dependency cycle among `apps`, returning one app on it.
@@ -345,6 +404,88 @@ mod tests {
             let want: Vec<Vec<String>> = want.iter().map(|s| s.iter().map(|a| a.to_string()).collect()).collect();
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    fn graph(edges: &[(&str, &[&str])]) -> Graph {
+        edges.iter().map(|(id, deps)| (id.to_string(), deps.iter().map(|d| d.to_string()).collect())).collect()
+    }
+
+    /// A named case of [`plan_ordered`]: apps before, apps after, forced restarts, the graphs
+    /// before and after (resolved, as the state builds them from app and group
+    /// dependencies), the expected steps.
+    type OrderedCase = (&'static str, Vec<App>, Vec<App>, Vec<&'static str>, Graph, Graph, Vec<Vec<&'static str>>);
+
+    #[test]
+    fn plans_follow_resolved_dependencies_for_starts_and_stops() {
+        let cases: Vec<OrderedCase> = vec![
+            (
+                "a group dependency: every app of /shop/web after every app of /shop/db",
+                vec![],
+                vec![
+                    app("/shop/db/pg", 1, "x", &[]),
+                    app("/shop/db/redis", 1, "x", &[]),
+                    app("/shop/web/ui", 2, "x", &[]),
+                ],
+                vec![],
+                Graph::new(),
+                graph(&[("/shop/web/ui", &["/shop/db/pg", "/shop/db/redis"])]),
+                vec![
+                    vec![
+                        "StartApplication /shop/db/pg",
+                        "StartApplication /shop/db/redis",
+                        "StartApplication /shop/web/ui",
+                    ],
+                    vec!["ScaleApplication /shop/db/pg", "ScaleApplication /shop/db/redis"],
+                    vec!["ScaleApplication /shop/web/ui"],
+                ],
+            ),
+            (
+                "stops: dependents first, also through an app that stays",
+                vec![
+                    app("/web", 1, "x", &[]),
+                    app("/api", 1, "x", &[]),
+                    app("/db", 1, "x", &[]),
+                    app("/lone", 1, "x", &[]),
+                ],
+                vec![app("/api", 1, "x", &[])],
+                vec![],
+                graph(&[("/web", &["/api"]), ("/api", &["/db"])]),
+                Graph::new(),
+                vec![vec!["StopApplication /lone", "StopApplication /web"], vec!["StopApplication /db"]],
+            ),
+            (
+                "an unchanged app still orders the changed ones",
+                vec![app("/db", 1, "x", &[]), app("/web", 1, "x", &[])],
+                vec![app("/db", 1, "y", &[]), app("/web", 1, "y", &[])],
+                vec![],
+                graph(&[("/web", &["/api"]), ("/api", &["/db"])]),
+                graph(&[("/web", &["/api"]), ("/api", &["/db"])]),
+                vec![vec!["RestartApplication /db"], vec!["RestartApplication /web"]],
+            ),
+            (
+                "a forced restart of an unchanged app takes its dependency layer",
+                vec![app("/db", 1, "x", &[]), app("/web", 2, "x", &[])],
+                vec![app("/db", 3, "x", &[]), app("/web", 2, "x", &[])],
+                vec!["/web"],
+                graph(&[("/web", &["/db"])]),
+                graph(&[("/web", &["/db"])]),
+                vec![vec!["ScaleApplication /db"], vec!["RestartApplication /web"]],
+            ),
+        ];
+        for (name, before, after, restart, g_before, g_after, want) in cases {
+            let restart: BTreeSet<String> = restart.iter().map(|s| s.to_string()).collect();
+            let got = render(&plan_ordered(&apps(&before), &apps(&after), &restart, &g_before, &g_after));
+            let want: Vec<Vec<String>> = want.iter().map(|s| s.iter().map(|a| a.to_string()).collect()).collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn cycles_in_resolved_graphs_are_found() {
+        assert_eq!(find_cycle_in(&graph(&[("/a", &["/b"]), ("/b", &[])])), None);
+        assert!(find_cycle_in(&graph(&[("/a", &["/b"]), ("/b", &["/c"]), ("/c", &["/a"])])).is_some());
+        assert_eq!(find_cycle_in(&graph(&[("/g/a", &["/g/a"])])).as_deref(), Some("/g/a"));
+        assert_eq!(find_cycle_in(&graph(&[("/a", &["/unknown"])])), None);
     }
 
     #[test]
