@@ -368,3 +368,42 @@ async fn unreachable_instances_are_replaced_after_inactive_after_seconds_and_the
     back.shutdown().await;
     f.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn followers_answer_the_queue_cycles_are_422_and_apps_replace_empty_groups() {
+    let f = fixture(3, 1).await;
+    let leader = f.cluster.wait_leader().await;
+    let follower = f.cluster.running().into_iter().find(|n| *n != leader).unwrap().to_string();
+    let client = f.cluster.client(&follower).await;
+
+    // The queue lives in the leader's memory; a follower asks the leader.
+    call(&client, Method::POST, "/v2/apps", Some(json!({"id": "/huge", "cmd": "sleep 1", "cpus": 64, "mem": 16})))
+        .await;
+    let entry = wait_for("the follower to show the waiting app", Duration::from_secs(20), || async {
+        let q = client.marathon(Method::GET, "/v2/queue", None).await.ok()?;
+        q["queue"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(entry["app"]["id"], "/huge");
+    assert!(entry["processedOffersSummary"]["rejectSummaryLastOffers"].to_string().contains("InsufficientCpus"));
+
+    // Dependencies on missing apps and cycles are Marathon's 422.
+    let missing = json!({"id": "/needy", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "dependencies": ["/nothing"]});
+    let (status, message) = api_error(client.marathon(Method::POST, "/v2/apps", Some(&missing)).await);
+    assert_eq!(status, 422, "{message}");
+    call(&client, Method::POST, "/v2/apps", Some(json!({"id": "/x", "cmd": "sleep 1", "cpus": 0.1, "mem": 16}))).await;
+    let y = json!({"id": "/y", "cmd": "sleep 1", "cpus": 0.1, "mem": 16, "dependencies": ["/x"]});
+    call(&client, Method::POST, "/v2/apps", Some(y)).await;
+    let (status, message) =
+        api_error(client.marathon(Method::PUT, "/v2/apps/x?force=true", Some(&json!({"dependencies": ["/y"]}))).await);
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("cyclic"), "{message}");
+
+    // An empty group gives way to an app of the same id.
+    call(&client, Method::POST, "/v2/groups", Some(json!({"id": "/slot"}))).await;
+    call(&client, Method::POST, "/v2/apps", Some(json!({"id": "/slot", "cmd": "sleep 1", "cpus": 0.1, "mem": 16})))
+        .await;
+    let app = call(&client, Method::GET, "/v2/apps/slot", None).await;
+    assert_eq!(app["app"]["id"], "/slot");
+    f.cluster.shutdown().await;
+}

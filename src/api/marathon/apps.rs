@@ -42,6 +42,12 @@ pub async fn deploy(
     match master.propose(command).await? {
         CoreResponse::DeploymentStarted { deployment_id, version } => Ok((deployment_id, version)),
         CoreResponse::DeploymentConflict { deployments } => Err(MarathonError::Locked(deployments)),
+        CoreResponse::Rejected { message } if message.contains("cyclic") || message.contains("depends on") => {
+            Err(MarathonError::Invalid(crate::core::marathon::ValidationError {
+                message: "Object is not valid".into(),
+                details: vec![crate::core::marathon::Violation { path: "/".into(), errors: vec![message] }],
+            }))
+        }
         CoreResponse::Rejected { message } => Err(MarathonError::BadRequest(message)),
         other => Err(MarathonError::Api(crate::api::error::ApiError::Internal(format!("unexpected result {other:?}")))),
     }
@@ -210,7 +216,11 @@ pub async fn create(
         if state.marathon.apps.contains_key(app.id.as_str()) {
             return Err(MarathonError::Conflict(format!("An app with id [{}] already exists.", app.id)));
         }
-        if state.marathon.groups.contains_key(app.id.as_str()) {
+        // An empty group gives way to the app (the state replaces it); one with content does not.
+        let prefix = format!("{}/", app.id);
+        let group_has_content = state.marathon.apps.keys().any(|id| id.starts_with(&prefix))
+            || state.marathon.groups.keys().any(|id| id.starts_with(&prefix));
+        if state.marathon.groups.contains_key(app.id.as_str()) && group_has_content {
             return Err(MarathonError::Conflict(format!("A group with id [{}] already exists.", app.id)));
         }
     }

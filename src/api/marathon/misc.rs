@@ -136,7 +136,7 @@ pub async fn delete_queue_delay(
     };
     let id = PathId::parse_lenient(app, &PathId::root()).to_string();
     if !master.is_leader() {
-        return forward_to_leader(&master, &format!("/v2/queue{id}/delay"), &headers).await;
+        return forward_to_leader(&master, reqwest::Method::DELETE, &format!("/v2/queue{id}/delay"), &headers).await;
     }
     master.read_barrier().await?;
     let queued = master.marathon.queue().get(&id).is_some_and(|q| q.waiting > 0)
@@ -148,15 +148,19 @@ pub async fn delete_queue_delay(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Sends a `DELETE` to the leader with the caller's token and answers what it answers.
-async fn forward_to_leader(master: &Master, path: &str, headers: &HeaderMap) -> Result<Response, MarathonError> {
+/// Sends a request (without body) to the leader with the caller's token and answers what it
+/// answers: for what only the leader's memory knows (launch delays, offer statistics).
+pub(super) async fn forward_to_leader(
+    master: &Master,
+    method: reqwest::Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Response, MarathonError> {
     let (_, leader) = master
         .leader()
         .ok_or_else(|| ApiError::Unavailable("there is no leader right now; retry in a few seconds".into()))?;
-    let mut request = master
-        .peers
-        .request(reqwest::Method::DELETE, format!("{}{path}", leader.api))
-        .timeout(std::time::Duration::from_secs(30));
+    let mut request =
+        master.peers.request(method, format!("{}{path}", leader.api)).timeout(std::time::Duration::from_secs(30));
     if let Some(auth) = headers.get(AUTHORIZATION) {
         request = request.header(AUTHORIZATION, auth.clone());
     }

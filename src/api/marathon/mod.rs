@@ -279,7 +279,11 @@ async fn list_tasks(
     Ok(Json(json!({ "tasks": tasks })))
 }
 
-async fn queue(State(master): State<Arc<Master>>) -> Result<Json<Value>, MarathonError> {
+/// `GET /v2/queue`: the launch queue lives in the leader's memory; a follower asks the leader.
+async fn queue(State(master): State<Arc<Master>>, headers: axum::http::HeaderMap) -> Result<Response, MarathonError> {
+    if !master.is_leader() {
+        return misc::forward_to_leader(&master, reqwest::Method::GET, "/v2/queue", &headers).await;
+    }
     master.read_barrier().await?;
     let queue = master.marathon.queue();
     let state = master.state.read().expect("state lock");
@@ -311,7 +315,7 @@ async fn queue(State(master): State<Arc<Master>>) -> Result<Json<Value>, Maratho
             }))
         })
         .collect();
-    Ok(Json(json!({ "queue": entries })))
+    Ok(Json(json!({ "queue": entries })).into_response())
 }
 
 async fn info(State(master): State<Arc<Master>>) -> Json<Value> {
