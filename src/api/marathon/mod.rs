@@ -167,7 +167,12 @@ pub fn task_json(task: &Task, state: &crate::core::State) -> Value {
         "stagedAt": timestamp(task.created_at_ms),
         "startedAt": started,
         "ports": task.ports,
-        "servicePorts": [],
+        "servicePorts": task
+            .app_id
+            .as_ref()
+            .and_then(|id| state.marathon.apps.get(id))
+            .map(|r| r.app.port_definitions.iter().map(|p| p.port).collect::<Vec<_>>())
+            .unwrap_or_default(),
         "version": task.app_version,
         "ipAddresses": agent.map(|a| vec![json!({"ipAddress": a.address, "protocol": "IPv4"})]).unwrap_or_default(),
         "localVolumes": [],

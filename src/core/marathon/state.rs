@@ -15,6 +15,10 @@ use super::app::{AppDefinition, VersionInfo};
 use super::deployment::{self, Graph, PlannedApp, Step};
 use super::path::PathId;
 
+/// The service ports Marathon hands out for port definitions with port 0 (its
+/// `--local_port_min`/`--local_port_max` defaults).
+pub const SERVICE_PORTS: std::ops::RangeInclusive<u32> = 10_000..=20_000;
+
 /// App versions kept per app, and versions of the whole tree kept (Marathon's
 /// `--max_versions` defaults to a similar bound).
 pub const VERSIONS_KEPT: usize = 50;
@@ -433,6 +437,47 @@ impl MarathonState {
         out
     }
 
+    /// Gives every port definition with port 0 a cluster-wide unique service port from
+    /// [`SERVICE_PORTS`], as Marathon does; an app keeps the service ports it had at the same
+    /// positions. Load balancers and VIPs name services by these ports.
+    fn assign_service_ports(&self, changes: &mut [AppChange]) {
+        let changing: std::collections::BTreeSet<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+        let mut taken: std::collections::BTreeSet<u32> = self
+            .apps
+            .iter()
+            .filter(|(id, _)| !changing.contains(id.as_str()))
+            .flat_map(|(_, r)| r.app.port_definitions.iter().map(|p| p.port))
+            .filter(|p| *p != 0)
+            .collect();
+        for change in changes.iter() {
+            if let Some(app) = &change.app {
+                taken.extend(app.port_definitions.iter().map(|p| p.port).filter(|p| *p != 0));
+            }
+        }
+        for change in changes.iter_mut() {
+            let previous: Vec<u32> = self
+                .apps
+                .get(&change.id)
+                .map(|r| r.app.port_definitions.iter().map(|p| p.port).collect())
+                .unwrap_or_default();
+            let Some(app) = change.app.as_mut() else { continue };
+            if app.require_ports {
+                continue;
+            }
+            for (index, definition) in app.port_definitions.iter_mut().enumerate() {
+                if definition.port != 0 {
+                    continue;
+                }
+                let kept = previous.get(index).copied().filter(|p| *p != 0 && !taken.contains(p));
+                let port = kept.or_else(|| SERVICE_PORTS.clone().find(|p| !taken.contains(p)));
+                if let Some(port) = port {
+                    definition.port = port;
+                    taken.insert(port);
+                }
+            }
+        }
+    }
+
     fn prepare(&self, changes: &[AppChange], groups: &[GroupRecord]) -> Result<Prepared, String> {
         let mut changes = changes.to_vec();
         for change in &changes {
@@ -456,6 +501,7 @@ impl MarathonState {
                 .collect();
             changes.extend(extra);
         }
+        self.assign_service_ports(&mut changes);
         let mut original: BTreeMap<String, AppDefinition> = BTreeMap::new();
         let mut target: BTreeMap<String, AppDefinition> = BTreeMap::new();
         for change in &changes {
@@ -644,6 +690,41 @@ mod tests {
 
     fn id(s: &str) -> PathId {
         PathId::parse(s, &PathId::root()).unwrap()
+    }
+
+    fn put(state: &mut MarathonState, n: u64, v: Value) -> AppDefinition {
+        let a = app(v);
+        let change = AppChange { id: a.id.to_string(), app: Some(Box::new(a.clone())), force_restart: true };
+        let outcome = state.deploy(&format!("d{n}"), &format!("v{n}"), n, &[change], &[], true);
+        assert!(matches!(outcome, DeployOutcome::Started { .. }), "{outcome:?}");
+        state.apps[a.id.as_str()].app.clone()
+    }
+
+    fn ports(a: &AppDefinition) -> Vec<u32> {
+        a.port_definitions.iter().map(|p| p.port).collect()
+    }
+
+    #[test]
+    fn port_zero_gets_a_unique_service_port_that_the_app_keeps() {
+        let mut state = MarathonState::default();
+        let a =
+            put(&mut state, 1, json!({"id": "/a", "cmd": "sleep 1", "portDefinitions": [{"port": 0}, {"port": 0}]}));
+        assert_eq!(ports(&a), [10_000, 10_001]);
+        let b = put(
+            &mut state,
+            2,
+            json!({"id": "/b", "cmd": "sleep 1", "portDefinitions": [{"port": 0}, {"port": 10_002}]}),
+        );
+        assert_eq!(ports(&b), [10_003, 10_002], "fixed service ports are taken as given");
+        let again =
+            put(&mut state, 3, json!({"id": "/a", "cmd": "sleep 2", "portDefinitions": [{"port": 0}, {"port": 0}]}));
+        assert_eq!(ports(&again), [10_000, 10_001], "an update keeps the app's service ports");
+        let host = put(
+            &mut state,
+            4,
+            json!({"id": "/h", "cmd": "sleep 1", "requirePorts": true, "portDefinitions": [{"port": 31_000}]}),
+        );
+        assert_eq!(ports(&host), [31_000]);
     }
 
     fn group_snapshot(v: Value) -> Snapshot {
