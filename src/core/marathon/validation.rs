@@ -1795,6 +1795,11 @@ fn canonical_rules(app: &AppDefinition, facts: &RawFacts, valid_roles: &[String]
     for (i, f) in app.fetch.iter().enumerate() {
         if !uri_is_valid(&f.uri) {
             e.add(sub(&item(&p("fetch"), i), "uri"), "URI has invalid syntax.");
+        } else if let Err(why) = crate::core::tasks::FetchUri::from(f).check() {
+            // Marathon accepts what the Mesos fetcher can do; medos's fetcher is narrower
+            // (http and https only, destinations inside the sandbox): refuse up front rather
+            // than fail every task.
+            e.add(item(&p("fetch"), i), why);
         }
     }
 

@@ -550,6 +550,12 @@ fn validation_rules_report_path_and_message() {
             "/dependencies(0)",
             "must not end with any of the following reserved keywords: restart, tasks, versions, ., ..",
         ),
+        // fetch: medos's fetcher takes http(s) only, into the sandbox
+        (
+            app(json!({"fetch": [{"uri": "file:///etc/passwd"}]})),
+            "/fetch(0)",
+            "the file:// scheme is not supported: medos fetches only http and https URIs (files of the agent's host are not copied into sandboxes)",
+        ),
         // ports
         (
             app(json!({"portDefinitions": [{"port": 0, "name": "http"}, {"port": 0, "name": "http"}]})),
