@@ -407,3 +407,31 @@ async fn followers_answer_the_queue_cycles_are_422_and_apps_replace_empty_groups
     assert_eq!(app["app"]["id"], "/slot");
     f.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_apps_change_in_one_deployment_with_put_on_v2_apps() {
+    let f = fixture(1, 2).await;
+    let client = f.cluster.client(&f.cluster.wait_leader().await).await;
+    call(&client, Method::POST, "/v2/apps", Some(json!({"id": "/one", "cmd": "sleep 100", "cpus": 0.1, "mem": 16})))
+        .await;
+    wait_stable(&client, "/one", 1).await;
+    // One existing app scaled (a partial update), one created.
+    let body = json!([
+        {"id": "/one", "instances": 2},
+        {"id": "/two", "cmd": "sleep 100", "cpus": 0.1, "mem": 16, "instances": 1},
+    ]);
+    let answer = call(&client, Method::PUT, "/v2/apps", Some(body)).await;
+    assert!(answer["deploymentId"].is_string(), "{answer}");
+    let one = wait_stable(&client, "/one", 2).await;
+    assert_eq!(one["cmd"], "sleep 100", "a partial update keeps what the body leaves out");
+    wait_stable(&client, "/two", 1).await;
+
+    // One bad item refuses the whole request, naming the item.
+    let bad = json!([{"id": "/one", "instances": 3}, {"id": "/two", "cpus": -1}]);
+    let (status, message) = api_error(client.marathon(Method::PATCH, "/v2/apps", Some(&bad)).await);
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("/(1)/cpus"), "{message}");
+    let one = call(&client, Method::GET, "/v2/apps/one", None).await;
+    assert_eq!(one["app"]["instances"], json!(2), "nothing was applied");
+    f.cluster.shutdown().await;
+}

@@ -384,21 +384,41 @@ async fn update(
     };
     let now = crate::clock::now_ms();
     let version = new_version(now);
-    // A body with `version`: roll back to that version.
-    let rollback = update_version(&value).map_err(MarathonError::Invalid)?;
-    let path_id = PathId::parse(&id, &PathId::root()).map_err(MarathonError::BadRequest)?;
-    let mut app = match (&current, rollback) {
+    let app = updated_app(current.as_ref(), &id, &value, partial, &version)?;
+    let created = current.is_none();
+    let change = AppChange { id: id.clone(), app: Some(Box::new(app)), force_restart: false };
+    let (deployment_id, version) = deploy(master, vec![change], vec![], force, now, version).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let mut response = (status, Json(json!({"deploymentId": deployment_id, "version": version}))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&deployment_id) {
+        response.headers_mut().insert("Marathon-Deployment-Id", v);
+    }
+    Ok(response)
+}
+
+/// The definition an update body leads to: a rollback (`{"version": V}`), a partial update
+/// of an existing app, or a whole definition (a new app, or `partialUpdate=false`); stamped
+/// with `version`.
+fn updated_app(
+    current: Option<&crate::core::marathon::state::AppRecord>,
+    id: &str,
+    value: &Value,
+    partial: bool,
+    version: &str,
+) -> Result<AppDefinition, MarathonError> {
+    let rollback = update_version(value).map_err(MarathonError::Invalid)?;
+    let path_id = PathId::parse(id, &PathId::root()).map_err(MarathonError::BadRequest)?;
+    let mut app = match (current, rollback) {
         (Some(record), Some(v)) => record
             .versions
             .get(&v)
             .cloned()
             .ok_or_else(|| MarathonError::NotFound(format!("App '{id}' does not exist in version {v}")))?,
         (None, Some(v)) => return Err(MarathonError::NotFound(format!("App '{id}' does not exist in version {v}"))),
-        (Some(record), None) if partial => patch_app(&record.app, &value).map_err(MarathonError::Invalid)?,
+        (Some(record), None) if partial => patch_app(&record.app, value).map_err(MarathonError::Invalid)?,
         (current, None) => {
-            let roles =
-                RoleContext { existing_role: current.as_ref().map(|r| r.app.role.clone()), ..Default::default() };
-            replace_app(&path_id, &value, &roles).map_err(MarathonError::Invalid)?
+            let roles = RoleContext { existing_role: current.map(|r| r.app.role.clone()), ..Default::default() };
+            replace_app(&path_id, value, &roles).map_err(MarathonError::Invalid)?
         }
     };
     if app.id.as_str() != id {
@@ -410,12 +430,72 @@ async fn update(
             }],
         }));
     }
-    stamp(&mut app, &version, current.as_ref().map(|r| &r.app));
-    let created = current.is_none();
-    let change = AppChange { id: id.clone(), app: Some(Box::new(app)), force_restart: false };
-    let (deployment_id, version) = deploy(master, vec![change], vec![], force, now, version).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let mut response = (status, Json(json!({"deploymentId": deployment_id, "version": version}))).into_response();
+    stamp(&mut app, version, current.map(|r| &r.app));
+    Ok(app)
+}
+
+/// `PUT /v2/apps` and `PATCH /v2/apps` with an array: creates or updates several apps in one
+/// deployment (partial updates unless `?partialUpdate=false` on `PUT`); every app needs an
+/// `id`. Errors name the item: `/(2)/cpus`.
+pub async fn update_many(
+    State(master): State<Arc<Master>>,
+    method: axum::http::Method,
+    query: QueryResult,
+    body: Bytes,
+) -> Result<Response, MarathonError> {
+    let Query(params) = query?;
+    let force = flag(&params, "force")?;
+    let partial = method == axum::http::Method::PATCH || params.get("partialUpdate").is_none_or(|v| v != "false");
+    let value = parse_body(&body)?;
+    let Some(items) = value.as_array() else {
+        return Err(MarathonError::Invalid(crate::core::marathon::ValidationError {
+            message: "Invalid JSON".into(),
+            details: vec![crate::core::marathon::Violation {
+                path: "/".into(),
+                errors: vec!["error.expected.jsarray".into()],
+            }],
+        }));
+    };
+    master.read_barrier().await?;
+    let now = crate::clock::now_ms();
+    let version = new_version(now);
+    let mut changes = Vec::new();
+    let mut details = Vec::new();
+    {
+        let state = master.state.read().expect("state lock");
+        for (index, item) in items.iter().enumerate() {
+            let Some(raw_id) = item.get("id").and_then(Value::as_str) else {
+                details.push(crate::core::marathon::Violation {
+                    path: format!("/({index})/id"),
+                    errors: vec!["error.path.missing".into()],
+                });
+                continue;
+            };
+            let id = match PathId::parse(raw_id, &PathId::root()) {
+                Ok(id) => id.to_string(),
+                Err(e) => {
+                    details.push(crate::core::marathon::Violation { path: format!("/({index})/id"), errors: vec![e] });
+                    continue;
+                }
+            };
+            match updated_app(state.marathon.apps.get(&id), &id, item, partial, &version) {
+                Ok(app) => changes.push(AppChange { id, app: Some(Box::new(app)), force_restart: false }),
+                Err(MarathonError::Invalid(e)) => details.extend(e.details.into_iter().map(|mut v| {
+                    v.path = format!("/({index}){}", if v.path == "/" { "" } else { v.path.as_str() });
+                    v
+                })),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+    if !details.is_empty() {
+        return Err(MarathonError::Invalid(crate::core::marathon::ValidationError {
+            message: "Object is not valid".into(),
+            details,
+        }));
+    }
+    let (deployment_id, version) = deploy(&master, changes, vec![], force, now, version).await?;
+    let mut response = Json(json!({"deploymentId": deployment_id, "version": version})).into_response();
     if let Ok(v) = HeaderValue::from_str(&deployment_id) {
         response.headers_mut().insert("Marathon-Deployment-Id", v);
     }

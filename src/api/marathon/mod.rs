@@ -31,8 +31,8 @@ pub const MARATHON_VERSION: &str = "1.10.0";
 /// The routes, to be nested under `/v2` and `/marathon/v2`.
 pub fn routes() -> axum::Router<Arc<Master>> {
     axum::Router::new()
-        .route("/apps", get(apps::list).post(apps::create))
-        .route("/apps/", get(apps::list).post(apps::create))
+        .route("/apps", get(apps::list).post(apps::create).put(apps::update_many).patch(apps::update_many))
+        .route("/apps/", get(apps::list).post(apps::create).put(apps::update_many).patch(apps::update_many))
         .route(
             "/apps/{*rest}",
             get(apps::get_path)
