@@ -175,11 +175,9 @@ fn record(executor: &Executor, tasks: &mut HashMap<String, TaskHealth>, outcome:
         tracing::info!(task = %outcome.task_id, healthy = combined, "task health changed");
         executor.report_health(&outcome.task_id, combined, message);
     }
-    let exhausted = health
-        .checks
-        .iter()
-        .zip(&task.spec.health_checks)
-        .find(|(state, check)| check.max_consecutive_failures > 0 && state.consecutive_failures >= check.max_consecutive_failures);
+    let exhausted = health.checks.iter().zip(&task.spec.health_checks).find(|(state, check)| {
+        check.max_consecutive_failures > 0 && state.consecutive_failures >= check.max_consecutive_failures
+    });
     if let Some((state, _)) = exhausted {
         tracing::warn!(
             task = %outcome.task_id,
