@@ -5,17 +5,26 @@
 #
 # What it does, all on 127.0.0.1:
 #   1. installs `runc crun busybox-static` from Debian if missing;
-#   2. builds `medos` in release mode;
-#   3. builds one OCI bundle: a rootfs holding the static /usr/bin/busybox with sh and true as
-#      symlinks, config.json from `runc spec` with args ["/bin/true"] and terminal false;
-#   4. B3 runc / crun: RUNS times `<runtime> run --bundle B id` (create + start + wait for exit)
-#      followed by `<runtime> delete -f id`, wall time of the pair per run;
-#   5. B3 medos: a `medos dev` cluster (1 master, 1 agent), the CLI logged in as admin, RUNS times
-#      `medos task run --wait -- true`. These are host-command tasks (no image: the brief allows
-#      either, and a host command isolates the launch path from image unpacking). Two figures:
-#      the wall time of the CLI call ("end-to-end API latency": CLI start, TLS, API round trips,
-#      status polling every 200 ms) and, from each task's status history (`medos task show`), the
-#      agent-side start cost TASK_STARTING -> TASK_RUNNING, plus submit -> TASK_RUNNING and
+#   2. builds `medos` and the `containerbench` example in release mode;
+#   3. builds one OCI bundle: a rootfs holding the static busybox with sh and true as symlinks,
+#      config.json from `runc spec` with args ["/bin/true"] and terminal false;
+#   4. B3, the same busybox root for all three, interleaved in ROUNDS rounds (each round runs a
+#      block of runc, then crun, then medos) so that load changes on a shared machine hit all
+#      three alike:
+#      - runc / crun: `<runtime> run --bundle B id` (create + start + wait for exit) followed by
+#        `<runtime> delete -f id`, wall time of the pair per run;
+#      - medos: `containerbench run` (examples/containerbench.rs) drives the agent's container
+#        runtime directly, as the agent does for an image task: launch (overlayfs root whose one
+#        read-only layer is the bundle's rootfs, `/bin/true` as argv, cpu/memory/pids limits),
+#        wait for the exit, destroy (cgroups and state removed); the helper processes are the
+#        release `medos` binary re-executed as the agent does. Wall time of the three calls, and
+#        each call apart;
+#   5. B3 through the API: a `medos dev` cluster (1 master, 1 agent), the busybox test image of
+#      src/image/testing.rs (same static busybox) loaded with `medos image load`, the CLI logged
+#      in as admin, E2E_RUNS times `medos task run --image busybox:bench --wait -- /bin/true`.
+#      Figures: the CLI call's wall time ("end-to-end API latency": CLI start, TLS, API round
+#      trips, status polling every 200 ms) and, from each task's status history (`medos task
+#      show`), the agent-side start TASK_STARTING -> TASK_RUNNING, submit -> TASK_RUNNING and
 #      submit -> TASK_FINISHED (ms resolution, timestamps taken by master and agent);
 #   6. B6: stripped size of the release binary; after the B3 runs and IDLE_SECS (20) of idle,
 #      VmRSS of the master and agent processes (PIDs from the cluster's cluster.json) and their
@@ -30,14 +39,17 @@
 # /sys/fs/cgroup/unified is unmounted, so crun sees plain cgroup v1, as runc does; the namespace
 # is set up once, outside the timed region. The report says whether this was needed.
 #
-# Knobs (environment): RUNS (100), WARMUP (3, untimed runs per system), IDLE_SECS (20),
-# CPU_SECS (10), CB_OUT (bench-results/containers.md), CB_KEEP=1 keeps the temp dir.
-# Whole run: ~2 minutes plus the build.
+# Knobs (environment): RUNS (100 per system), ROUNDS (5), WARMUP (3 untimed runs per system
+# before the first round), E2E_RUNS (RUNS), IDLE_SECS (20), CPU_SECS (10), CB_OUT
+# (bench-results/containers.md), CB_KEEP=1 keeps the temp dir. Whole run: ~3 minutes plus the
+# build.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUNS=${RUNS:-100}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-3}
+E2E_RUNS=${E2E_RUNS:-$RUNS}
 IDLE_SECS=${IDLE_SECS:-20}
 CPU_SECS=${CPU_SECS:-10}
 OUT=${CB_OUT:-$ROOT/bench-results/containers.md}
@@ -67,9 +79,10 @@ file -L "$BUSYBOX" 2>/dev/null | grep -q 'statically linked' ||
     log "warning: $BUSYBOX may not be static (install busybox-static)"
 
 # ---- 2. build ----
-log "building medos (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin medos)
+log "building medos and containerbench (release)"
+(cd "$ROOT" && cargo build --release --quiet --bin medos --example containerbench)
 MEDOS=$TARGET_DIR/release/medos
+CBENCH=$TARGET_DIR/release/examples/containerbench
 LOAD_AVG_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
 
 # ---- processes and cleanup ----
@@ -106,13 +119,14 @@ trap 'exit 143' TERM
 
 # Milliseconds (3 decimals) between two $EPOCHREALTIME readings; no fork inside the timed region.
 elapsed_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'; }
-# "median p90" (nearest rank) of the numbers in a file, one per line.
+# "median p90 p99" (nearest rank) of the numbers in a file, one per line.
 stats() {
     sort -g "$1" | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print "n/a n/a"; exit }
+        if (NR == 0) { print "n/a n/a n/a"; exit }
         m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         r = int(0.9 * NR + 0.999999); if (r < 1) r = 1
-        printf "%.1f %.1f\n", m, v[r] }'
+        q = int(0.99 * NR + 0.999999); if (q < 1) q = 1
+        printf "%.1f %.1f %.1f\n", m, v[r], v[q] }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 
@@ -126,8 +140,8 @@ ln -s busybox "$BUNDLE/rootfs/bin/true"
 jq '.process.args = ["/bin/true"] | .process.terminal = false' "$BUNDLE/config.json" >"$WORK/config.json"
 mv "$WORK/config.json" "$BUNDLE/config.json"
 
-# ---- 4. B3 runc and crun ----
-# Runs inside `bash -c` so that crun's loop can sit in a private mount namespace; writes one
+# ---- 4. B3 runc, crun and the medos runtime, interleaved ----
+# Runs inside `bash -c` so that crun's loop can sit in a private mount namespace; appends one
 # wall time (ms) per timed run to $3.
 # shellcheck disable=SC2016 # expanded by the inner bash, not here
 RUNTIME_LOOP='
@@ -146,20 +160,36 @@ crun_hybrid=0
 # (cgroupfs files report size 0, so read the file rather than test -s.)
 if [[ -f /sys/fs/cgroup/unified/cgroup.controllers && -n $(cat /sys/fs/cgroup/unified/cgroup.controllers) ]]; then
     crun_hybrid=1
-    CRUN_NOTE="hybrid cgroup host with controllers on /sys/fs/cgroup/unified ($(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers | sed 's/ $//')): crun ran in a private mount namespace with that cgroup2 mount hidden (set up once, untimed); runc ran directly"
+    CRUN_NOTE="hybrid cgroup host with controllers on /sys/fs/cgroup/unified ($(tr '\n' ' ' </sys/fs/cgroup/unified/cgroup.controllers | sed 's/ $//')): crun ran in a private mount namespace with that cgroup2 mount hidden (set up once per round, untimed); runc and medos ran directly"
 fi
-for rt in runc crun; do
-    cid="cbench-$rt-$$"
-    CIDS+=("$cid")
-    log "B3 $rt: $WARMUP warm-up + $RUNS timed runs"
-    if [[ $rt == crun && $crun_hybrid == 1 ]]; then
-        HIDE_UNIFIED=1 unshare -m --propagation private bash -c "$RUNTIME_LOOP" loop "$rt" "$BUNDLE" "$WORK/$rt.ms" "$RUNS" "$WARMUP" "$cid"
-    else
-        bash -c "$RUNTIME_LOOP" loop "$rt" "$BUNDLE" "$WORK/$rt.ms" "$RUNS" "$WARMUP" "$cid"
-    fi
+for rt in runc crun; do CIDS+=("cbench-$rt-$$"); done
+: >"$WORK/runc.ms"
+: >"$WORK/crun.ms"
+: >"$WORK/medos-rt.jsonl"
+mkdir -p "$WORK/medos-rt"
+log "B3: $ROUNDS rounds of runc, crun and the medos runtime, $RUNS timed runs each ($WARMUP warm-up first)"
+done_runs=0
+for ((round = 0; round < ROUNDS; round++)); do
+    n=$(((RUNS - done_runs) / (ROUNDS - round)))
+    w=0
+    ((round > 0)) || w=$WARMUP
+    for rt in runc crun; do
+        if [[ $rt == crun && $crun_hybrid == 1 ]]; then
+            HIDE_UNIFIED=1 unshare -m --propagation private bash -c "$RUNTIME_LOOP" loop "$rt" "$BUNDLE" "$WORK/$rt.ms" "$n" "$w" "cbench-$rt-$$"
+        else
+            bash -c "$RUNTIME_LOOP" loop "$rt" "$BUNDLE" "$WORK/$rt.ms" "$n" "$w" "cbench-$rt-$$"
+        fi
+    done
+    "$CBENCH" run --medos "$MEDOS" --rootfs "$BUNDLE/rootfs" --runs "$n" --warmup "$w" \
+        --work "$WORK/medos-rt" --out "$WORK/medos-rt.jsonl" >/dev/null 2>>"$WORK/medos-rt.err" ||
+        die "containerbench failed: $(tail -3 "$WORK/medos-rt.err")"
+    done_runs=$((done_runs + n))
+done
+for key in total launch wait destroy; do
+    jq -r ".${key}_ms" "$WORK/medos-rt.jsonl" >"$WORK/medos-rt-$key.ms"
 done
 
-# ---- 5. B3 medos ----
+# ---- 5. B3 through the API on medos dev ----
 CLUSTER=$WORK/medos
 "$MEDOS" dev --masters 1 --agents 1 --dir "$CLUSTER" --no-attach --json >"$WORK/medos-dev.json" 2>"$WORK/medos-dev.log" &
 MEDOS_DEV_PID=$!
@@ -183,12 +213,15 @@ export PW
 "$MEDOS" cluster setup "$API" --ca-fingerprint "$("$MEDOS" ca fingerprint --ca-dir "$CLUSTER/pki")" \
     --username admin --password-env PW >/dev/null
 unset PW
+"$CBENCH" image "$WORK/busybox.tar" --name busybox:bench
+"$MEDOS" image load "$WORK/busybox.tar" >/dev/null 2>>"$WORK/task.err" || die "image load failed: $(tail -3 "$WORK/task.err")"
 
-log "B3 medos: $WARMUP warm-up + $RUNS timed \`medos task run --wait -- true\`"
+log "B3 medos API: $WARMUP warm-up + $E2E_RUNS timed \`medos task run --image busybox:bench --wait -- /bin/true bench\`"
 : >"$WORK/medos.ids"
-for ((i = 0; i < WARMUP + RUNS; i++)); do
+for ((i = 0; i < WARMUP + E2E_RUNS; i++)); do
     s=$EPOCHREALTIME
-    "$MEDOS" task run --wait -- true >"$WORK/task.out" 2>>"$WORK/task.err" || die "task run failed: $(tail -3 "$WORK/task.err")"
+    "$MEDOS" task run --image busybox:bench --wait -- /bin/true bench >"$WORK/task.out" 2>>"$WORK/task.err" ||
+        die "task run failed: $(tail -3 "$WORK/task.err")"
     e=$EPOCHREALTIME
     if ((i >= WARMUP)); then
         elapsed_ms "$s" "$e" >>"$WORK/medos-e2e.ms"
@@ -232,53 +265,76 @@ BIN_MB=$(awk -v b="$(stat -c %s "$WORK/medos.stripped")" 'BEGIN { printf "%.1f",
 RAW_MB=$(awk -v b="$(stat -c %s "$MEDOS")" 'BEGIN { printf "%.1f", b / 1048576 }')
 
 # ---- 7. report ----
-read -r runc_med runc_p90 < <(stats "$WORK/runc.ms")
-read -r crun_med crun_p90 < <(stats "$WORK/crun.ms")
-read -r e2e_med e2e_p90 < <(stats "$WORK/medos-e2e.ms")
-read -r st_med st_p90 < <(stats "$WORK/medos-start.ms")
-read -r tr_med tr_p90 < <(stats "$WORK/medos-torunning.ms")
-read -r tf_med tf_p90 < <(stats "$WORK/medos-tofinished.ms")
+read -r runc_med runc_p90 runc_p99 < <(stats "$WORK/runc.ms")
+read -r crun_med crun_p90 crun_p99 < <(stats "$WORK/crun.ms")
+read -r rt_med rt_p90 rt_p99 < <(stats "$WORK/medos-rt-total.ms")
+read -r rl_med rl_p90 rl_p99 < <(stats "$WORK/medos-rt-launch.ms")
+read -r rw_med rw_p90 rw_p99 < <(stats "$WORK/medos-rt-wait.ms")
+read -r rd_med rd_p90 rd_p99 < <(stats "$WORK/medos-rt-destroy.ms")
+read -r e2e_med e2e_p90 e2e_p99 < <(stats "$WORK/medos-e2e.ms")
+read -r st_med st_p90 st_p99 < <(stats "$WORK/medos-start.ms")
+read -r tr_med tr_p90 tr_p99 < <(stats "$WORK/medos-torunning.ms")
+read -r tf_med tf_p90 tf_p99 < <(stats "$WORK/medos-tofinished.ms")
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "yes" : "no" }'; }
 below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? "yes" : "no" }'; }
+row() { echo "| $1 | $2 | $3 | $4 | $(ratio "$2" "$crun_med") | $(ratio "$2" "$runc_med") |"; }
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit+=" (with uncommitted changes)"; fi
 runc_version=$(runc --version | awk 'NR == 1 { print $3 }')
 crun_version=$(crun --version | awk 'NR == 1 { print $3 }')
+LOAD_AVG_AFTER=$(cut -d" " -f1-3 /proc/loadavg)
+# A hand-written part below this marker in an earlier report is kept.
+NOTES_MARKER='<!-- notes below are kept by benches/containers.sh -->'
+notes=""
+if [[ -f $OUT ]]; then
+    notes=$(awk -v m="$NOTES_MARKER" 'index($0, m) == 1 { f = 1 } f' "$OUT")
+fi
 mkdir -p "$(dirname "$OUT")"
 {
     echo "# Container benchmarks: medos vs runc and crun (B3), footprint (B6)"
     echo
     echo "Generated by \`bash benches/containers.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); see docs/BENCHMARKS.md for the goals."
     echo
-    echo "- machine: $(nproc) cores, $cpu, kernel $(uname -r); load average before: $LOAD_AVG_BEFORE (the machine is shared)"
+    echo "- machine: $(nproc) cores, $cpu, kernel $(uname -r); load average before: $LOAD_AVG_BEFORE, after: $LOAD_AVG_AFTER (the machine is shared)"
     echo "- commit: $commit; runc $runc_version, crun $crun_version (Debian packages)"
-    echo "- B3 bundle: rootfs with the static \`$BUSYBOX\` and sh/true symlinks, \`runc spec\` config, args \`/bin/true\`;"
-    echo "  per run \`<rt> run --bundle B id\` + \`<rt> delete -f id\`, $RUNS timed runs after $WARMUP warm-up"
+    echo "- B3 bundle: rootfs with the static \`$BUSYBOX\` and sh/true symlinks, \`runc spec\` config, args \`/bin/true\`."
+    echo "  runc / crun per run: \`<rt> run --bundle B id\` + \`<rt> delete -f id\`. $RUNS timed runs per system after"
+    echo "  $WARMUP warm-up, interleaved in $ROUNDS rounds (a block of runc, of crun, of medos per round)."
     echo "- crun: $CRUN_NOTE"
-    echo "- medos: \`medos dev\` with 1 master and 1 agent on 127.0.0.1 (TLS, admin token), $RUNS timed"
-    echo "  \`medos task run --wait -- true\` after $WARMUP warm-up. **Host-command tasks, no image**: the"
-    echo "  task runs \`/bin/sh -c true\` on the agent host, not in the busybox rootfs."
-    echo "  *End-to-end API latency* is the CLI call's wall time: process start, TLS, submit, status"
-    echo "  polling every 200 ms until the end. *Agent start* is TASK_STARTING -> TASK_RUNNING from the"
-    echo "  task's status history (ms resolution), the cost of launching the process on the agent."
+    echo "- medos runtime: \`containerbench run\` (examples/containerbench.rs) drives the agent's container runtime"
+    echo "  on the same rootfs (the one read-only layer of the task's overlayfs root), \`/bin/true\` as argv, with"
+    echo "  cpu/memory/pids limits: launch (until the task process runs) + wait (exit seen) + destroy (cgroups"
+    echo "  and state removed), the helpers being the release \`medos\` binary as the agent runs them. In-process"
+    echo "  wall time: unlike the runc/crun rows it has no CLI process start; like them it has no API."
+    echo "- medos API: \`medos dev\` with 1 master and 1 agent on 127.0.0.1 (TLS, admin token), the busybox test"
+    echo "  image (src/image/testing.rs, the same static busybox) loaded with \`medos image load\`, $E2E_RUNS timed"
+    echo "  \`medos task run --image busybox:bench --wait -- /bin/true bench\` (argv, no shell) after $WARMUP warm-up."
+    echo "  *Agent start* is TASK_STARTING -> TASK_RUNNING from the task's status history (ms resolution);"
+    echo "  *end-to-end API latency* is the CLI call's wall time: process start, TLS, submit, status polling"
+    echo "  every 200 ms until the end."
     echo "- B6: after the B3 runs and ${IDLE_SECS} s idle; CPU over ${CPU_SECS} s from /proc/PID/stat (utime+stime),"
     echo "  % of one core; RSS is VmRSS of the master and agent processes (VmHWM: peak during the run)"
     echo
-    echo "## B3: container start, ms ($RUNS runs)"
+    echo "## B3: container start, ms ($RUNS runs each)"
     echo
-    echo "| what | median | p90 | median vs crun |"
-    echo "|---|---:|---:|---:|"
-    echo "| runc run + delete | $runc_med | $runc_p90 | $(ratio "$runc_med" "$crun_med") |"
-    echo "| crun run + delete | $crun_med | $crun_p90 | 1.00x |"
-    echo "| medos agent start (STARTING -> RUNNING) | $st_med | $st_p90 | $(ratio "$st_med" "$crun_med") |"
-    echo "| medos submit -> RUNNING (master + agent) | $tr_med | $tr_p90 | $(ratio "$tr_med" "$crun_med") |"
-    echo "| medos submit -> FINISHED (master + agent) | $tf_med | $tf_p90 | $(ratio "$tf_med" "$crun_med") |"
-    echo "| medos end-to-end API latency (\`task run --wait\`) | $e2e_med | $e2e_p90 | $(ratio "$e2e_med" "$crun_med") |"
+    echo "| what | median | p90 | p99 | median vs crun | median vs runc |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    row "runc run + delete" "$runc_med" "$runc_p90" "$runc_p99"
+    row "crun run + delete" "$crun_med" "$crun_p90" "$crun_p99"
+    row "**medos runtime launch + wait + destroy**" "$rt_med" "$rt_p90" "$rt_p99"
+    row "medos runtime: launch (until the task runs)" "$rl_med" "$rl_p90" "$rl_p99"
+    row "medos runtime: wait (task exit seen)" "$rw_med" "$rw_p90" "$rw_p99"
+    row "medos runtime: destroy" "$rd_med" "$rd_p90" "$rd_p99"
+    row "medos API: agent start (STARTING -> RUNNING)" "$st_med" "$st_p90" "$st_p99"
+    row "medos API: submit -> RUNNING (master + agent)" "$tr_med" "$tr_p90" "$tr_p99"
+    row "medos API: submit -> FINISHED (master + agent)" "$tf_med" "$tf_p90" "$tf_p99"
+    row "medos API: end-to-end latency (\`task run --wait\`)" "$e2e_med" "$e2e_p90" "$e2e_p99"
     echo
-    echo "Goal (B3): medos median <= crun's. Agent start: $(verdict "$st_med" "$crun_med") ($st_med vs $crun_med ms);"
-    echo "end-to-end through the API: $(verdict "$e2e_med" "$crun_med") ($e2e_med vs $crun_med ms)."
+    echo "Goal (B3): medos median <= crun's. Runtime launch + wait + destroy: $(verdict "$rt_med" "$crun_med") ($rt_med vs"
+    echo "$crun_med ms); agent start through the API: $(verdict "$st_med" "$crun_med") ($st_med ms); end-to-end through the"
+    echo "API: $(verdict "$e2e_med" "$crun_med") ($e2e_med ms)."
     echo
     echo "## B6: footprint"
     echo
@@ -289,6 +345,10 @@ mkdir -p "$(dirname "$OUT")"
     echo "| agent idle RSS (peak $AGENT_HWM MB) | $AGENT_RSS MB | <= 25 MB | $(verdict "$AGENT_RSS" 25) |"
     echo "| master idle CPU | $MASTER_CPU % | < 1% | $(below "$MASTER_CPU" 1) |"
     echo "| agent idle CPU | $AGENT_CPU % | < 1% | $(below "$AGENT_CPU" 1) |"
+    if [[ -n $notes ]]; then
+        echo
+        printf '%s\n' "$notes"
+    fi
 } >"$OUT"
 echo
 cat "$OUT"

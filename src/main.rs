@@ -4,8 +4,13 @@ use clap::{CommandFactory, Parser};
 use medos::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    // The container runtime re-executes this binary for every stage of every launch (`medos
+    // __container-init STAGE …`): route those before clap builds the whole command line, and
+    // before any thread starts (the stages set up namespaces).
+    if let Some(args) = medos::agent::runtime::init::stage_args(std::env::args_os()) {
+        return medos::agent::runtime::init::run(&args);
+    }
     let cli = Cli::parse();
-    // The container init must not start threads before it sets up namespaces.
     if let Command::ContainerInit { args } = &cli.command {
         return medos::agent::runtime::init::run(args);
     }

@@ -299,6 +299,17 @@ async fn exec_runs_inside_a_real_container() {
     assert!(all.contains("40 120"), "{all:?}");
     assert_eq!(out.code, Some(0));
 
+    // `medos task exec -it TASK sh`, then `exit 5`: the shell's own code comes back (a job-control
+    // shell whose session leader sat outside the task's pid namespace used to end with 2).
+    let tty = Some(WindowSize { rows: 24, cols: 80 });
+    let mut session = client.exec(&task.id, &ExecStart { command: argv(&["sh"]), tty, stdin: true }).await.unwrap();
+    session.stdin(b"exit 5\r").await.unwrap();
+    let out = session.collect().await.unwrap();
+    assert_eq!((out.code, out.signal, out.exit_code()), (Some(5), None, 5), "{out:?}");
+    // Death by a signal arrives as the signal; the CLI exits with 128 + N.
+    let out = client.exec(&task.id, &exec(argv(&["sh", "-c", "kill -9 $$"]))).await.unwrap().collect().await.unwrap();
+    assert_eq!((out.code, out.signal, out.exit_code()), (None, Some(9), 137), "{out:?}");
+
     // A program that does not exist is an error with a reason, not a hang.
     let err = client.exec(&task.id, &exec(argv(&["/no/such/program"]))).await.unwrap().collect().await;
     let err = err.unwrap_err().to_string();

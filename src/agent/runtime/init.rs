@@ -11,7 +11,8 @@
 //! | `spawn DIR` | agent | `setsid`, starts `shim`, exits at once: the shim is orphaned and is never the agent's child |
 //! | `shim DIR` | `spawn` | creates the pid namespace, starts `init`, relays logs, records the exit ([`super::shim`]) |
 //! | `init DIR` | shim | PID 1 of the container: namespaces, mounts, user, starts and reaps the task ([`super::pid1`]) |
-//! | `exec DIR REQUEST` | agent | joins a running container and runs one process in it ([`super::nsenter`]) |
+//! | `exec DIR REQUEST` | agent | joins a running container's cgroups and namespaces but the mount namespace, starts `exec-enter`, reports its end ([`super::nsenter`]) |
+//! | `exec-enter DIR REQUEST` | `exec` | born in the container's pid namespace: opens stdio, joins the mount namespace, becomes the command (`exec`) |
 //!
 //! Stages talk to their parent with JSON lines prefixed by `REPORT_PREFIX` on a pipe or
 //! socket; anything else on that channel is ignored. In unit tests the binary is the test
@@ -34,6 +35,16 @@ pub fn run(args: &[String]) -> std::process::ExitCode {
     std::process::ExitCode::from(dispatch(args).clamp(0, 255) as u8)
 }
 
+/// The stage arguments if `argv` is `PROGRAM __container-init ARGS…` (all UTF-8), so `main` can
+/// dispatch a stage without parsing the whole command line.
+pub fn stage_args(argv: impl IntoIterator<Item = std::ffi::OsString>) -> Option<Vec<String>> {
+    let mut argv = argv.into_iter().skip(1);
+    if argv.next()? != SUBCOMMAND {
+        return None;
+    }
+    argv.map(|a| a.into_string().ok()).collect()
+}
+
 /// Runs one stage and returns its exit code.
 pub(crate) fn dispatch(args: &[String]) -> i32 {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -42,6 +53,7 @@ pub(crate) fn dispatch(args: &[String]) -> i32 {
         ["shim", dir] => super::shim::run(Path::new(dir)),
         ["init", dir] => super::pid1::run(Path::new(dir)),
         ["exec", dir, request] => super::nsenter::run(Path::new(dir), Path::new(request)),
+        ["exec-enter", dir, request] => super::nsenter::enter(Path::new(dir), Path::new(request)),
         _ => {
             eprintln!(
                 "error: `medos {SUBCOMMAND}` is internal to the agent's container runtime (got {args:?}); do not run it by hand"

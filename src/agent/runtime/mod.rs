@@ -11,10 +11,13 @@
 //! ```text
 //! agent ──spawn──▶ shim (own session; outlives the agent; outside the task's cgroups)
 //!                   └─▶ init = PID 1 of a new pid namespace; own mount/uts/ipc namespaces;
-//!                        │   joined the task's cgroups; rootfs; dropped to the task's user
+//!                        │   moved into the task's cgroups by the shim; rootfs; dropped to
+//!                        │   the task's user
 //!                        └─▶ task command (own process group; stdout/stderr → FIFOs → shim
 //!                             → rotated files in the sandbox)
-//! agent ──exec───▶ exec helper ─setns─▶ command inside the same namespaces and cgroups
+//! agent ──exec───▶ exec helper (joins the cgroups and the ipc/uts/net/cgroup/pid namespaces)
+//!                   └─▶ exec-enter, born in the task's pid namespace: own session and terminal,
+//!                        joins the mount namespace, becomes the command (`exec`)
 //! ```
 //!
 //! Everything a restarted agent needs is on disk in the runtime state directory
@@ -23,8 +26,14 @@
 //! ([`recover`]) reads those files: a container with `exit.json` has ended (even if it ended
 //! while no agent ran); one whose shim still runs is re-attached and watched; one whose shim
 //! died without writing a status is reported as ended with an unknown status and its leftovers
-//! are killed. Exits are observed by polling the shim's `/proc` entry with backoff (and, for
-//! containers this agent launched, by EOF on the shim's report pipe); see [`watch`].
+//! are killed. Exits are observed through a pidfd of the shim (polling its `/proc` entry on
+//! kernels without pidfds); see [`watch`].
+//!
+//! **Start-up cost.** A launch re-executes the binary three times (`spawn`, `shim`, `init`,
+//! 1 to 2 ms each; `main` routes these stages before parsing the command line) and waits for
+//! no timer: stages talk over pipes and sockets, the cgroup migration of the init overlaps its
+//! setup ([`shim`]), only `exit.json` is fsynced ([`state`]), and exits are seen through
+//! pidfds. `benches/containers.sh` compares launch + wait + destroy with runc and crun.
 //!
 //! **Architecture invariants**: the agent never is the parent of a shim, so its death never
 //! kills or orphans-unreaped a task; the shim writes `exit.json` exactly once, atomically, and

@@ -1,12 +1,14 @@
 //! The container init: PID 1 of the task's pid namespace.
 //!
 //! Started by the shim after it unshared a pid namespace, so it is born as PID 1 there. In order:
-//! it joins the task's cgroups (so all that follows is charged to the task), arms a parent-death
-//! SIGKILL (if the shim dies, the container goes with it rather than running unsupervised), joins
-//! the network namespace named in the spec if any, `unshare`s mount, UTS and IPC namespaces, sets
-//! the hostname, makes every mount a recursive slave, opens the log FIFOs, sets up the root
-//! file system ([`super::rootfs`]), applies rlimits, drops to the task's user (`setgroups`,
-//! `setgid`, `setuid`), and starts the command as its child in a process group of its own.
+//! it arms a parent-death SIGKILL (if the shim dies, the container goes with it rather than
+//! running unsupervised), joins the network namespace named in the spec if any, `unshare`s
+//! mount, UTS and IPC namespaces, sets the hostname, makes every mount a recursive slave, opens
+//! the log FIFOs, sets up the root file system ([`super::rootfs`]), applies rlimits, drops to the
+//! task's user (`setgroups`, `setgid`, `setuid`), waits for the shim's word that it moved this
+//! process into the task's cgroups (the shim does that in parallel with all of the above, see
+//! [`super::shim`]), and starts the command as its child in a process group of its own, so the
+//! task and everything it starts are born in the task's cgroups.
 //!
 //! Why an init that stays, instead of `exec`ing the command as PID 1: the kernel drops every
 //! signal sent to a namespace's PID 1 that has no handler for it, so `sleep 1000` or `sh -c …`
@@ -22,6 +24,7 @@
 //! struct), so the same code runs inside the multi-threaded unit-test harness.
 
 use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -37,12 +40,12 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 use serde::{Deserialize, Serialize};
 
-use super::cgroup::HostFs;
 use super::error::{Result, RuntimeError};
-use super::init::{log, write_report};
+use super::init::{log, parse_report, write_report};
 use super::plan::LaunchPlan;
 use super::rootfs;
-use super::spec::{Network, RlimitResource};
+use super::shim::SETUP_TIMEOUT;
+use super::spec::{Network, Rlimit, RlimitResource};
 use super::state::ContainerDir;
 use super::status::Termination;
 use super::user::Credentials;
@@ -63,6 +66,14 @@ pub(crate) enum InitReport {
     Exited {
         termination: Termination,
     },
+}
+
+/// What the shim tells the init over their socket.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ShimMessage {
+    /// The init is in every task cgroup: it may start the task.
+    CgroupsJoined,
 }
 
 /// Stage `init`. Its stdin is the socket to the shim; stdout is `/dev/null`; stderr `shim.log`.
@@ -104,7 +115,6 @@ fn sys<T>(action: &str, result: nix::Result<T>) -> Result<T> {
 }
 
 fn setup(plan: &LaunchPlan, cdir: &ContainerDir, control: &UnixStream) -> Result<Pid> {
-    plan.cgroup.join(&HostFs, "0")?;
     sys("arm the parent-death signal", nix::sys::prctl::set_pdeathsig(Signal::SIGKILL))?;
     if let Network::Join { path } = &plan.network {
         let netns = File::open(path).map_err(|e| RuntimeError::io("open network namespace", path, e))?;
@@ -133,7 +143,32 @@ fn setup(plan: &LaunchPlan, cdir: &ContainerDir, control: &UnixStream) -> Result
         Some(rootfs_plan) => rootfs::enter(plan, rootfs_plan)?,
         None => rootfs::mount_host_proc()?,
     }
-    for limit in &plan.rlimits {
+    apply_rlimits(&plan.rlimits)?;
+    if let Some(user) = &plan.user {
+        drop_privileges(user)?;
+        // A credential change clears the parent-death signal; arm it again, then make sure the
+        // shim did not die in between.
+        sys("arm the parent-death signal", nix::sys::prctl::set_pdeathsig(Signal::SIGKILL))?;
+    }
+    // The shim moves this process into the task's cgroups while the above runs (the first
+    // cgroup v1 migration waits for an RCU grace period, several milliseconds); the task must be
+    // born inside them.
+    wait_for_cgroups(control)?;
+    if peer_gone(control) {
+        return Err(RuntimeError::sys("reach the shim", nix::errno::Errno::EPIPE));
+    }
+
+    let mut command = command_in(&plan.program, &plan.argv0, &plan.args, &plan.env, &plan.cwd);
+    command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).process_group(0);
+    let child = command.spawn().map_err(|e| {
+        RuntimeError::spec("command", format!("cannot be executed: `{}` in {}: {e}", plan.program, plan.cwd.display()))
+    })?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Sets the task's rlimits on the calling process (inherited by what it executes).
+pub(crate) fn apply_rlimits(rlimits: &[Rlimit]) -> Result<()> {
+    for limit in rlimits {
         let resource = match limit.resource {
             RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
             RlimitResource::Nproc => Resource::RLIMIT_NPROC,
@@ -145,22 +180,32 @@ fn setup(plan: &LaunchPlan, cdir: &ContainerDir, control: &UnixStream) -> Result
             setrlimit(resource, limit.soft, limit.hard),
         )?;
     }
-    if let Some(user) = &plan.user {
-        drop_privileges(user)?;
-        // A credential change clears the parent-death signal; arm it again, then make sure the
-        // shim did not die in between.
-        sys("arm the parent-death signal", nix::sys::prctl::set_pdeathsig(Signal::SIGKILL))?;
-    }
-    if peer_gone(control) {
-        return Err(RuntimeError::sys("reach the shim", nix::errno::Errno::EPIPE));
-    }
+    Ok(())
+}
 
-    let mut command = command_in(&plan.program, &plan.argv0, &plan.args, &plan.env, &plan.cwd);
-    command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr)).process_group(0);
-    let child = command.spawn().map_err(|e| {
-        RuntimeError::spec("command", format!("cannot be executed: `{}` in {}: {e}", plan.program, plan.cwd.display()))
-    })?;
-    Ok(Pid::from_raw(child.id() as i32))
+/// Waits until the shim says this process is in the task's cgroups.
+fn wait_for_cgroups(control: &UnixStream) -> Result<()> {
+    let io = |e: std::io::Error| RuntimeError::Io {
+        action: "hear from the shim over",
+        path: "the control socket".into(),
+        source: e,
+    };
+    control.set_read_timeout(Some(SETUP_TIMEOUT)).map_err(io)?;
+    let mut reader = BufReader::new(control);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Err(RuntimeError::sys("hear from the shim (it went away)", nix::errno::Errno::EPIPE)),
+            Ok(_) => {
+                if let Some(ShimMessage::CgroupsJoined) = parse_report(&line) {
+                    return control.set_read_timeout(None).map_err(io);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
 }
 
 /// The command with exactly the given argv, environment and working directory.

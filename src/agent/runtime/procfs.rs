@@ -7,6 +7,7 @@
 //! machines) an exited shim stays a zombie forever.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -56,6 +57,18 @@ impl ProcIdentity {
         nix::sys::signal::killpg(Pid::from_raw(self.pid as i32), signal)
     }
 
+    /// A pidfd of the recorded process, opened before its identity is checked (so it cannot
+    /// belong to a process that reused the pid). `Ok(None)`: it has exited; `Err`: the kernel
+    /// has no pidfds (before 5.3).
+    pub fn pidfd(&self) -> io::Result<Option<OwnedFd>> {
+        let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) else { return Ok(None) };
+        match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK) {
+            Ok(fd) => Ok(self.is_alive().then_some(fd)),
+            Err(rustix::io::Errno::SRCH) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Reaps the process if it is an exited child of ours (the agent may be a child subreaper
     /// that adopted the shim).
     pub fn reap_if_our_zombie(&self) {
@@ -98,14 +111,21 @@ pub(crate) fn ns_pids(pid: u32) -> Option<Vec<u32>> {
 /// `/proc` (kernels without `CONFIG_PROC_CHILDREN` have no `children` file).
 pub(crate) fn find_child(parent: u32, inner_pid: u32) -> Option<ProcIdentity> {
     let entries = std::fs::read_dir(Path::new("/proc")).ok()?;
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = read_stat(pid) else { continue };
-        if stat.ppid == parent && ns_pids(pid).and_then(|p| p.last().copied()) == Some(inner_pid) {
-            return Some(ProcIdentity { pid, start_ticks: stat.start_ticks });
-        }
-    }
-    None
+    let pids = entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()));
+    find_child_among(pids, parent, inner_pid)
+}
+
+/// Like [`find_child`], among the given host pids only (say, the members of a cgroup).
+pub(crate) fn find_child_among(
+    pids: impl IntoIterator<Item = u32>,
+    parent: u32,
+    inner_pid: u32,
+) -> Option<ProcIdentity> {
+    pids.into_iter().find_map(|pid| {
+        let stat = read_stat(pid).ok()?;
+        (stat.ppid == parent && ns_pids(pid).and_then(|p| p.last().copied()) == Some(inner_pid))
+            .then_some(ProcIdentity { pid, start_ticks: stat.start_ticks })
+    })
 }
 
 /// The host tid of the thread of process `pid` whose tid inside its pid namespace is

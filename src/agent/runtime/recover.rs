@@ -4,11 +4,14 @@
 //!
 //! | files | meaning | result |
 //! |---|---|---|
-//! | no `config.json` | the agent died while claiming the directory | removed (nothing started) |
+//! | no (or an empty) `config.json` | the agent died while claiming the directory, or the host crashed before the unsynced plan reached the disk | removed (nothing runs) |
 //! | `exit.json` | the task ended (perhaps while no agent ran) | `Exited` with the shim's status |
 //! | `state.json`, shim alive | running | `Running`, watched again |
 //! | `state.json`, shim dead, no `exit.json` | the shim was killed | `Exited(Unknown)`, recorded, leftovers killed |
-//! | no `state.json` | the launch never got to start the shim | `Exited(Unknown)`, recorded |
+//! | no (or an empty) `state.json` | the launch never got to start the shim, or the host crashed | `Exited(Unknown)`, recorded |
+//!
+//! `config.json` and `state.json` are written atomically but not synced (see [`super::state`]):
+//! an empty one can only be left by a host crash, which also ended every process it described.
 //!
 //! A directory that cannot be read is skipped with a warning rather than failing the whole
 //! recovery: one corrupt container must not keep an agent from re-attaching to the others.
@@ -19,7 +22,7 @@ use super::error::{Result, RuntimeError};
 use super::linux::{Handle, Inner};
 use super::plan::LaunchPlan;
 use super::spec::ContainerId;
-use super::state::{ContainerDir, ShimState, containers_dir, read_json};
+use super::state::{ContainerDir, ShimState, containers_dir, is_empty_file, read_json};
 use super::status::{Container, ExitStatus};
 use super::watch;
 
@@ -51,7 +54,7 @@ pub(crate) async fn recover(inner: &Arc<Inner>) -> Result<Vec<Container>> {
 
 async fn recover_one(inner: &Arc<Inner>, id: &ContainerId) -> Result<Option<Container>> {
     let dir = ContainerDir::new(&inner.config.state_dir, id);
-    if !dir.plan().exists() {
+    if !dir.plan().exists() || is_empty_file(&dir.plan()) {
         // Claimed but never planned: no cgroup with limits, no process. Remove the claim, and a
         // cgroup in case the agent died right after creating it.
         let cgroup = inner.cgroups.task(id);
@@ -62,7 +65,7 @@ async fn recover_one(inner: &Arc<Inner>, id: &ContainerId) -> Result<Option<Cont
         return Ok(None);
     }
     let plan = LaunchPlan::load(&dir.path)?;
-    let procs: Option<ShimState> = read_json(&dir.state())?;
+    let procs: Option<ShimState> = if is_empty_file(&dir.state()) { None } else { read_json(&dir.state())? };
     let exit: Option<ExitStatus> = read_json(&dir.exit())?;
     let running = exit.is_none() && procs.is_some_and(|p| p.shim.is_alive());
     let handle = Handle::new(dir, plan, procs, exit);

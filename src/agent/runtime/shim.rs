@@ -11,7 +11,11 @@
 //!    never the agent's child, whether the agent is the original one or a restarted one.
 //! 2. `shim` records its identity in `state.json`, creates the log FIFOs, `unshare`s a new pid
 //!    namespace (which applies to its children only) and starts `init`, which becomes PID 1 in
-//!    it. It stays outside the task's cgroups, so an OOM kill in the task cannot kill it.
+//!    it. While the init sets up, the shim moves it into the task's cgroups and then tells it
+//!    so (the init starts the task only after that word): on cgroup v1 the first migration in a
+//!    while waits for an RCU grace period (5 to 15 ms on the test machines), which this way
+//!    overlaps the init's start instead of adding to it. The shim itself stays outside the
+//!    task's cgroups, so an OOM kill in the task cannot kill it.
 //! 3. When `init` reports the task started, the shim records the task's host pid, reports
 //!    `started` to the agent on its stdout (the agent keeps reading that pipe: EOF means the shim
 //!    ended) and then relays the task's stdout/stderr into rotated files in the sandbox.
@@ -38,12 +42,12 @@ use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::HostFs;
-use super::init::{log, parse_report, report_on_stdout};
+use super::init::{log, parse_report, report_on_stdout, write_report};
 use super::logs::RotatingLog;
-use super::pid1::InitReport;
+use super::pid1::{InitReport, ShimMessage};
 use super::plan::LaunchPlan;
-use super::procfs::{ProcIdentity, find_child, find_thread};
-use super::state::{ContainerDir, ShimState, write_json_atomic};
+use super::procfs::{ProcIdentity, find_child, find_child_among, find_thread};
+use super::state::{ContainerDir, ShimState, write_json_atomic, write_json_durable};
 use super::status::{ExitStatus, Termination};
 
 /// What the shim tells the agent (once, on its stdout).
@@ -55,7 +59,7 @@ pub(crate) enum ShimReport {
 }
 
 /// How long the container init may take to set up before the shim gives up on it.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long the shim keeps draining the log pipes after the init exited; only a process that
 /// escaped the pid namespace with a pipe end could hold them open that long.
@@ -102,7 +106,7 @@ pub(crate) fn run(dir: &Path) -> i32 {
         Ok((plan, running)) => {
             report_on_stdout(&ShimReport::Started { state });
             let status = supervise(&plan, &cdir, running);
-            if let Err(e) = write_json_atomic(&cdir.exit(), &status) {
+            if let Err(e) = write_json_durable(&cdir.exit(), &status) {
                 log(format_args!("cannot record the exit status {status:?}: {e}"));
                 return 1;
             }
@@ -112,7 +116,7 @@ pub(crate) fn run(dir: &Path) -> i32 {
             log(format_args!("launch failed: {message}"));
             let mut status = ExitStatus::new(Termination::Unknown { reason: format!("launch failed: {message}") });
             status.kill_requested = cdir.kill_marker().exists();
-            let _ = write_json_atomic(&cdir.exit(), &status);
+            let _ = write_json_durable(&cdir.exit(), &status);
             report_on_stdout(&ShimReport::Failed { message });
             1
         }
@@ -146,29 +150,45 @@ fn start(plan: &LaunchPlan, cdir: &ContainerDir, state: &mut ShimState) -> Resul
 
     control.set_read_timeout(Some(SETUP_TIMEOUT)).map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(control.try_clone().map_err(|e| e.to_string())?);
-    let report = loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => break None,
-            Ok(_) => {
-                if let Some(report) = parse_report::<InitReport>(&line) {
-                    break Some(report);
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                let _ = init.kill();
-                let _ = init.wait();
-                return Err(format!("no word from the container init within {SETUP_TIMEOUT:?}: {e}"));
-            }
+    // Move the init into the task's cgroups while it sets up (it waits for our word before it
+    // starts the task). Done here rather than by the init itself so that the migration, which
+    // on cgroup v1 waits for an RCU grace period, overlaps the init's start and setup.
+    let joined = plan.cgroup.join(&HostFs, &init.id().to_string());
+    if let Err(e) = joined.map_err(|e| e.to_string()).and_then(|()| {
+        write_report(&control, &ShimMessage::CgroupsJoined).map_err(|e| format!("cannot reach the container init: {e}"))
+    }) {
+        // The init may have failed and exited first; then its report says why.
+        let _ = init.kill();
+        let _ = init.wait();
+        return Err(match next_init_report(&mut reader) {
+            Ok(Some(InitReport::Failed { message })) => message,
+            _ => format!("cannot move the container init into the task's cgroups: {e}"),
+        });
+    }
+    let report = match next_init_report(&mut reader) {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = init.kill();
+            let _ = init.wait();
+            return Err(format!("no word from the container init within {SETUP_TIMEOUT:?}: {e}"));
         }
     };
     match report {
         Some(InitReport::Started { task_pid, init_tid }) => {
             state.init_thread = find_thread(init.id(), init_tid);
-            // The task's host pid: a child of the init whose innermost pid is `task_pid`. If the
-            // task already ended it is gone; signals then have nothing to reach anyway.
-            state.task = find_child(init.id(), task_pid);
+            // The task's host pid: a child of the init whose innermost pid is `task_pid`, looked
+            // for among the members of the task's cgroup (all of /proc only if that cannot be
+            // read). A task that is not there has already ended (exited processes leave their
+            // cgroup); signals then have nothing to reach anyway.
+            state.task = match plan.cgroup.procs(&HostFs) {
+                Ok(members) => {
+                    find_child_among(members.into_iter().filter_map(|p| u32::try_from(p).ok()), init.id(), task_pid)
+                }
+                Err(e) => {
+                    log(format_args!("cannot list the task's cgroup ({e}); looking for the task in /proc"));
+                    find_child(init.id(), task_pid)
+                }
+            };
             write_json_atomic(&cdir.state(), state).map_err(|e| e.to_string())?;
             for fifo in [cdir.stdout_fifo(), cdir.stderr_fifo()] {
                 let _ = std::fs::remove_file(fifo);
@@ -183,6 +203,24 @@ fn start(plan: &LaunchPlan, cdir: &ContainerDir, state: &mut ShimState) -> Resul
         Some(InitReport::Exited { .. }) | None => {
             let status = init.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
             Err(format!("the container init ended during setup ({status}); see {}", cdir.shim_log().display()))
+        }
+    }
+}
+
+/// Reads lines until the init's next report; `None` at EOF.
+fn next_init_report(reader: &mut BufReader<UnixStream>) -> std::io::Result<Option<InitReport>> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {
+                if let Some(report) = parse_report::<InitReport>(&line) {
+                    return Ok(Some(report));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

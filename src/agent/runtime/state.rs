@@ -14,8 +14,13 @@
 //!   exec/N/         FIFOs and files of one exec
 //! ```
 //!
-//! Every JSON file is written atomically (temporary file, fsync, rename, fsync of the
-//! directory), so a reader, even after a crash, sees either nothing or the whole file.
+//! Every JSON file is written atomically (temporary file, then rename), so a reader sees either
+//! nothing, the previous version or the whole new file, whatever process dies when. Only
+//! `exit.json` is also made durable (fsync of the file before the rename and of the directory
+//! after): it is the one record that matters after the processes are gone. `config.json` and
+//! `state.json` describe live processes, which a host crash kills anyway, so they are not
+//! synced (a sync costs milliseconds on the launch path); after a crash they may be missing or
+//! empty, which recovery reads as "never written" ([`super::recover`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -90,15 +95,24 @@ pub(crate) struct ShimState {
     pub task: Option<ProcIdentity>,
 }
 
-/// Writes `value` as JSON to `path` atomically and durably.
+/// Writes `value` as JSON to `path` atomically (not synced: see the module docs).
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| RuntimeError::CorruptState { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &encode(path, value)?, false)
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsync and rename, then fsyncs the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `value` as JSON to `path` atomically and durably (`exit.json`).
+pub(crate) fn write_json_durable<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &encode(path, value)?, true)
+}
+
+fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| RuntimeError::CorruptState { path: path.to_path_buf(), reason: format!("cannot encode: {e}") })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename; with `durable`, fsyncs the
+/// file before the rename and the directory after it.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -108,14 +122,24 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| {
         let mut file = File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if durable {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
-    result.map_err(|e| {
+    result.map_err(|e: std::io::Error| {
         let _ = std::fs::remove_file(&tmp);
         RuntimeError::io("write", path, e)
     })
+}
+
+/// Whether `path` is an empty file: what an unsynced atomic write can leave after a host crash.
+pub(crate) fn is_empty_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 /// Reads a JSON file; `None` if it does not exist.
@@ -139,7 +163,7 @@ mod tests {
         let path = dir.path().join("exit.json");
         assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), None);
         write_json_atomic(&path, &vec![1u32, 2, 3]).unwrap();
-        write_json_atomic(&path, &vec![4u32]).unwrap();
+        write_json_durable(&path, &vec![4u32]).unwrap();
         assert_eq!(read_json::<Vec<u32>>(&path).unwrap(), Some(vec![4]));
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("exit.json")]);

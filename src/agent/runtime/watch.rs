@@ -1,11 +1,13 @@
 //! Observing container exits from the agent's side.
 //!
 //! The shim is not the agent's child (and after a restart could not be), so the agent cannot
-//! `waitpid` it. Instead one watcher task per running container checks, with backoff from 5 ms
-//! to 250 ms: is `exit.json` there (the shim's record, the only source of a real status)? Is the
-//! shim still alive (pid and start time match, not a zombie)? A container launched by this
-//! agent also has the shim's report pipe: the shim never writes to it after `started`, so its
-//! EOF wakes the watcher the moment the shim exits, without waiting for the next poll.
+//! `waitpid` it. Instead one watcher task per running container holds a pidfd of the shim
+//! (opened, then checked against the recorded start time, so it cannot name a process that
+//! reused the pid) and wakes the moment the shim exits; the shim writes `exit.json` (the only
+//! source of a real status) before it exits. On kernels without pidfds (before 5.3) the watcher
+//! polls instead, with backoff from 5 ms to 250 ms: is `exit.json` there? Is the shim still
+//! alive (pid and start time match, not a zombie)? A container launched by this agent then also
+//! has the shim's report pipe, whose EOF wakes the watcher when the shim exits.
 //!
 //! If the shim is gone and no `exit.json` exists, the shim was killed (or crashed): the watcher
 //! records an `Unknown` status itself (so that a later recovery reports the same) and kills
@@ -13,18 +15,23 @@
 //! nothing is.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
 use tokio::process::ChildStdout;
 
 use super::cgroup::HostFs;
 use super::linux::{Handle, Inner};
-use super::state::{ShimState, read_json, write_json_atomic};
+use super::procfs::ProcIdentity;
+use super::state::{ShimState, read_json, write_json_durable};
 use super::status::{ExitStatus, Termination};
 
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_millis(250);
+
+/// How long [`reap_adopted`] waits for a container's shim and init to exit.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts watching a running container; `pipe` is the shim's report pipe if this agent launched it.
 pub(crate) fn spawn(inner: &Arc<Inner>, handle: Arc<Handle>, pipe: Option<tokio::io::BufReader<ChildStdout>>) {
@@ -34,19 +41,100 @@ pub(crate) fn spawn(inner: &Arc<Inner>, handle: Arc<Handle>, pipe: Option<tokio:
     watchers.push(task.abort_handle());
 }
 
-async fn watch(handle: Arc<Handle>, mut pipe: Option<tokio::io::BufReader<ChildStdout>>) {
+async fn watch(handle: Arc<Handle>, pipe: Option<tokio::io::BufReader<ChildStdout>>) {
     let Some(procs) = handle.procs else { return };
+    let status = match exit_watcher(&procs.shim) {
+        Some(Exit::Gone) => None,
+        Some(Exit::Pidfd(fd)) => {
+            let _ = fd.readable().await;
+            None
+        }
+        None => Some(poll_for_exit(&handle, &procs, pipe).await),
+    };
+    // The shim has exited (it writes the status first), or the poll found the status.
+    let status = match status.or_else(|| read_exit(&handle)) {
+        Some(status) => status,
+        None => record_lost(&handle).await,
+    };
+    tracing::debug!(container = %handle.id, ?status, "container exited");
+    handle.exit.send_replace(Some(status));
+
+    reap_adopted(&procs).await;
+}
+
+/// How to learn that a process exited.
+enum Exit {
+    /// It already has.
+    Gone,
+    /// Readable once it has.
+    Pidfd(AsyncFd<std::os::fd::OwnedFd>),
+}
+
+/// A pidfd-based watcher for `process`; `None` where pidfds cannot be used (then poll).
+fn exit_watcher(process: &ProcIdentity) -> Option<Exit> {
+    match process.pidfd() {
+        Ok(None) => Some(Exit::Gone),
+        Ok(Some(fd)) => match register(fd) {
+            Ok(fd) => Some(Exit::Pidfd(fd)),
+            Err(e) => {
+                tracing::debug!(pid = process.pid, error = %e, "cannot poll a pidfd; polling /proc instead");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::debug!(pid = process.pid, error = %e, "no pidfds on this kernel; polling /proc instead");
+            None
+        }
+    }
+}
+
+/// Registers a pidfd with tokio's reactor (readable once the process exited).
+///
+/// `AsyncFd::with_interest` is deprecated because it cannot hold a `T` to keep returning the
+/// same open descriptor; an `OwnedFd` moved into the `AsyncFd` does, for its whole lifetime,
+/// which is exactly the condition of the `unsafe` replacement, so this use is sound.
+#[allow(deprecated)]
+fn register(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {
+    AsyncFd::with_interest(fd, tokio::io::Interest::READABLE)
+}
+
+/// Resolves once `process` has exited, or after `timeout`; false on timeout.
+pub(crate) async fn exited(process: &ProcIdentity, timeout: Duration) -> bool {
+    match exit_watcher(process) {
+        Some(Exit::Gone) => true,
+        Some(Exit::Pidfd(fd)) => tokio::time::timeout(timeout, fd.readable()).await.is_ok(),
+        None => {
+            let deadline = Instant::now() + timeout;
+            let mut pause = Duration::from_millis(1);
+            while process.is_alive() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            true
+        }
+    }
+}
+
+/// Without pidfds: polls for `exit.json` and the shim's death, woken early by the pipe's EOF.
+async fn poll_for_exit(
+    handle: &Arc<Handle>,
+    procs: &ShimState,
+    mut pipe: Option<tokio::io::BufReader<ChildStdout>>,
+) -> ExitStatus {
     let mut pause = FIRST_PAUSE;
-    let status = loop {
-        if let Some(status) = read_exit(&handle) {
-            break status;
+    loop {
+        if let Some(status) = read_exit(handle) {
+            return status;
         }
         if !procs.shim.is_alive() {
             // The shim may have written the file just before it died.
-            match read_exit(&handle) {
-                Some(status) => break status,
-                None => break record_lost(&handle).await,
-            }
+            return match read_exit(handle) {
+                Some(status) => status,
+                None => record_lost(handle).await,
+            };
         }
         match &mut pipe {
             Some(reader) => {
@@ -65,24 +153,19 @@ async fn watch(handle: Arc<Handle>, mut pipe: Option<tokio::io::BufReader<ChildS
             None => tokio::time::sleep(pause).await,
         }
         pause = (pause * 2).min(MAX_PAUSE);
-    };
-    tracing::debug!(container = %handle.id, ?status, "container exited");
-    handle.exit.send_replace(Some(status));
-
-    reap_adopted(&procs).await;
+    }
 }
 
 /// Where the agent is a child subreaper it adopts the shim (and, if the shim died first, the
 /// init): reap them once they are gone, so no zombie outlives the container.
 pub(crate) async fn reap_adopted(procs: &ShimState) {
-    let all = [Some(procs.shim), procs.init];
-    for _ in 0..250 {
-        if all.iter().flatten().all(|p| !p.is_alive()) {
-            break;
+    let deadline = Instant::now() + REAP_TIMEOUT;
+    for p in [Some(procs.shim), procs.init].iter().flatten() {
+        if !exited(p, deadline.saturating_duration_since(Instant::now())).await {
+            tracing::warn!(pid = p.pid, "a container process still runs {REAP_TIMEOUT:?} after its container ended");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for p in all.iter().flatten() {
+    for p in [Some(procs.shim), procs.init].iter().flatten() {
         p.reap_if_our_zombie();
     }
 }
@@ -115,7 +198,7 @@ pub(crate) async fn record_lost(handle: &Arc<Handle>) -> ExitStatus {
         if let Err(e) = h.plan.cgroup.kill_all(&HostFs, Duration::from_secs(5)) {
             tracing::warn!(container = %h.id, error = %e, "cannot kill what is left of the container");
         }
-        if let Err(e) = write_json_atomic(&h.dir.exit(), &status) {
+        if let Err(e) = write_json_durable(&h.dir.exit(), &status) {
             tracing::warn!(container = %h.id, error = %e, "cannot record the lost exit status");
         }
         status

@@ -69,3 +69,40 @@ async fn a_killed_shim_is_reported_as_unknown_and_takes_the_task_with_it() {
     let recorded: crate::agent::runtime::ExitStatus = read_json(&t.container_dir("orphan").exit()).unwrap().unwrap();
     assert_eq!(recorded.termination, status.termination);
 }
+
+/// `config.json` and `state.json` are not synced: after a host crash they can be empty. Recovery
+/// reads an empty one as never written, instead of failing on it.
+#[tokio::test]
+async fn empty_files_left_by_a_host_crash_read_as_never_written() {
+    let mut t = TestRuntime::new();
+    let spec = t.spec("crashed", "echo up; exec sleep 600");
+    let id = spec.id.clone();
+    t.rt().launch(spec).await.unwrap();
+    t.wait_for_log("crashed", "stdout", "up").await;
+    // The host "crashes": every process dies and the unsynced state file comes back empty.
+    t.crash();
+    let dir = t.container_dir("crashed");
+    let state: ShimState = read_json(&dir.state()).unwrap().unwrap();
+    for p in [state.init, Some(state.shim)].into_iter().flatten() {
+        p.signal(Signal::SIGKILL).unwrap();
+    }
+    eventually("the shim to die", Duration::from_secs(10), || !state.shim.is_alive()).await;
+    std::fs::write(dir.state(), b"").unwrap();
+    // A second container whose plan never reached the disk.
+    let unplanned = t.container_dir("unplanned");
+    std::fs::create_dir_all(&unplanned.path).unwrap();
+    std::fs::write(unplanned.plan(), b"").unwrap();
+
+    t.start_again();
+    let recovered = t.rt().recover().await.unwrap();
+    assert_eq!(recovered.len(), 1, "{recovered:?}");
+    match &recovered[0].state {
+        ContainerState::Exited(status) => {
+            assert!(matches!(status.termination, Termination::Unknown { .. }), "{status:?}")
+        }
+        other => panic!("the crashed container cannot be running: {other:?}"),
+    }
+    assert!(!unplanned.path.exists(), "a container without a plan is removed");
+    t.rt().destroy(&id).await.unwrap();
+    assert!(t.state_entries().is_empty());
+}
