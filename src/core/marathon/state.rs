@@ -193,6 +193,20 @@ pub fn stamp(app: &mut AppDefinition, version: &str, previous: Option<&AppDefini
     app.version_info = Some(VersionInfo { last_scaling_at: version.to_string(), last_config_change_at: last_config });
 }
 
+/// `app` with the service ports `previous` had at the same positions where `app` asks for
+/// port 0 (what the state would assign anyway), so that an unchanged definition compares equal.
+fn with_kept_service_ports(app: &AppDefinition, previous: &AppDefinition) -> AppDefinition {
+    let mut app = app.clone();
+    if !app.require_ports {
+        for (definition, before) in app.port_definitions.iter_mut().zip(&previous.port_definitions) {
+            if definition.port == 0 {
+                definition.port = before.port;
+            }
+        }
+    }
+    app
+}
+
 /// Whether two definitions are the same (version fields aside).
 pub fn same_app(a: &AppDefinition, b: &AppDefinition) -> bool {
     !a.needs_restart(b) && a.instances == b.instances && a.id == b.id
@@ -376,10 +390,14 @@ impl MarathonState {
         }
         for (app_id, app) in &target.apps {
             let previous = self.apps.get(app_id).map(|r| &r.app);
-            if previous.is_some_and(|p| same_app(p, app)) {
+            let app = match previous {
+                Some(p) => with_kept_service_ports(app, p),
+                None => app.clone(),
+            };
+            if previous.is_some_and(|p| same_app(p, &app)) {
                 continue;
             }
-            let mut app = app.clone();
+            let mut app = app;
             stamp(&mut app, version, previous);
             changes.push(AppChange { id: app_id.clone(), app: Some(Box::new(app)), force_restart: false });
         }
