@@ -173,8 +173,20 @@ async fn a_failed_fetch_fails_the_task_with_the_uri_and_the_cause() {
         ("/missing", format!("{base}/missing.tgz"), "the server answered HTTP 404 Not Found"),
         ("/refused", refused, "Connection refused"),
         ("/evil", format!("{base}/evil.tar.gz"), "entry \"../escaped.txt\" contains `..`"),
-        ("/scheme", "file:///etc/shadow".to_string(), "only http and https"),
     ];
+    // A scheme the fetcher refuses is refused with the app, before any task exists.
+    let scheme = json!({"id": "/scheme", "cmd": "true", "cpus": 0.1, "mem": 32,
+        "fetch": [{"uri": format!("{base}/ok.txt")}, {"uri": "file:///etc/shadow"}]});
+    match f.client.marathon(Method::POST, "/v2/apps", Some(&scheme)).await {
+        Err(medos::api::client::ClientError::Api { status: 422, body }) => {
+            assert!(
+                body.message.contains("/fetch(1)") && body.message.contains("only http and https"),
+                "{}",
+                body.message
+            )
+        }
+        other => panic!("a file:// fetch URI must be refused: {other:?}"),
+    }
     for (app, uri, _) in &cases {
         f.create_app(json!({"id": app, "cmd": "true", "cpus": 0.1, "mem": 32,
             "fetch": [{"uri": format!("{base}/ok.txt")}, {"uri": uri}]}))
