@@ -10,6 +10,20 @@ fn main() -> std::process::ExitCode {
     if let Some(args) = medos::agent::runtime::init::stage_args(std::env::args_os()) {
         return medos::agent::runtime::init::run(&args);
     }
+    // A closed output pipe (`medos … | head`) ends the command quietly, as for other tools.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     if let Command::ContainerInit { args } = &cli.command {
         return medos::agent::runtime::init::run(args);
