@@ -60,7 +60,7 @@ fn uuid() -> String {
 
 /// The app's non-terminal tasks, without expunged ones (unreachable tasks Marathon gave up
 /// on: they are killed if their agent returns).
-fn app_tasks<'a>(state: &'a CoreState, app_id: &str) -> Vec<&'a Task> {
+pub(super) fn app_tasks<'a>(state: &'a CoreState, app_id: &str) -> Vec<&'a Task> {
     state
         .tasks
         .values()
@@ -69,7 +69,7 @@ fn app_tasks<'a>(state: &'a CoreState, app_id: &str) -> Vec<&'a Task> {
         .collect()
 }
 
-fn last_task_failure(state: &CoreState, app_id: &str) -> Option<Value> {
+pub(super) fn last_task_failure(state: &CoreState, app_id: &str) -> Option<Value> {
     state
         .tasks
         .values()

@@ -17,16 +17,17 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use super::apps::{app_tasks, last_task_failure};
 use super::{MarathonError, counts, parse_body, task_json, timestamp};
 use crate::api::query::{Params, flag};
 use crate::core::marathon::app::AppDefinition;
 use crate::core::marathon::deployment::Step;
 use crate::core::marathon::group::{GroupDefinition, parse_group_with};
 use crate::core::marathon::path::PathId;
-use crate::core::marathon::state::{AppChange, FRAMEWORK_ID, GroupRecord, MarathonState, Snapshot, is_under};
+use crate::core::marathon::state::{AppChange, GroupRecord, MarathonState, Snapshot, is_under};
 use crate::core::marathon::validation::NOT_VALID;
 use crate::core::marathon::{ValidationError, Violation};
-use crate::core::{Command, Response as CoreResponse, State as CoreState, Task, TaskState};
+use crate::core::{Command, Response as CoreResponse, State as CoreState};
 use crate::master::Master;
 
 type QueryResult = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -97,40 +98,6 @@ pub fn resolve_embeds(embeds: &[String]) -> (AppEmbed, GroupEmbed) {
         }
     }
     (app, group)
-}
-
-fn app_tasks<'a>(state: &'a CoreState, app_id: &str) -> Vec<&'a Task> {
-    state
-        .tasks
-        .values()
-        .filter(|t| t.framework_id == FRAMEWORK_ID && t.app_id.as_deref() == Some(app_id) && !t.state.is_terminal())
-        .collect()
-}
-
-fn last_task_failure(state: &CoreState, app_id: &str) -> Option<Value> {
-    state
-        .tasks
-        .values()
-        .filter(|t| {
-            t.app_id.as_deref() == Some(app_id)
-                && matches!(
-                    t.state,
-                    TaskState::TASK_FAILED | TaskState::TASK_ERROR | TaskState::TASK_LOST | TaskState::TASK_GONE
-                )
-        })
-        .max_by_key(|t| t.updated_at_ms)
-        .map(|t| {
-            json!({
-                "appId": app_id,
-                "host": state.agents.get(&t.agent_id).map(|a| a.hostname.clone()).unwrap_or_default(),
-                "message": t.message,
-                "state": t.state.as_str(),
-                "taskId": t.id,
-                "timestamp": timestamp(t.updated_at_ms),
-                "version": t.app_version,
-                "slaveId": t.agent_id,
-            })
-        })
 }
 
 /// An app as `/v2/groups` shows it: the definition plus what `embed` asks for.
