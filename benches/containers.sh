@@ -25,7 +25,8 @@
 #      Figures: the CLI call's wall time ("end-to-end API latency": CLI start, TLS, API round
 #      trips, status polling every 200 ms) and, from each task's status history (`medos task
 #      show`), the agent-side start TASK_STARTING -> TASK_RUNNING, submit -> TASK_RUNNING and
-#      submit -> TASK_FINISHED (ms resolution, timestamps taken by master and agent);
+#      submit -> TASK_FINISHED (ms resolution, timestamps taken by master and agent); then the
+#      agent-side start of E2E_RUNS host-command tasks (`-- /bin/true bench`, no image);
 #   6. B6: stripped size of the release binary; after the B3 runs and IDLE_SECS (20) of idle,
 #      VmRSS of the master and agent processes (PIDs from the cluster's cluster.json) and their
 #      CPU use over CPU_SECS (10) from /proc/PID/stat utime+stime;
@@ -237,6 +238,19 @@ done <"$WORK/medos.ids" >"$WORK/medos-statuses.tsv"
 cut -f1 "$WORK/medos-statuses.tsv" >"$WORK/medos-start.ms"
 cut -f2 "$WORK/medos-statuses.tsv" >"$WORK/medos-torunning.ms"
 cut -f3 "$WORK/medos-statuses.tsv" >"$WORK/medos-tofinished.ms"
+# The same without an image (the task runs on the host file system): no layers to prepare.
+log "B3 medos API: $E2E_RUNS timed host-command \`medos task run --wait -- /bin/true bench\`"
+: >"$WORK/medos-host.ids"
+for ((i = 0; i < E2E_RUNS; i++)); do
+    "$MEDOS" task run --wait -- /bin/true bench >"$WORK/task.out" 2>>"$WORK/task.err" ||
+        die "task run failed: $(tail -3 "$WORK/task.err")"
+    head -1 "$WORK/task.out" >>"$WORK/medos-host.ids"
+done
+while read -r id; do
+    "$MEDOS" task show "$id" --json | jq -r '
+        [.statuses[] | select(.state == "TASK_RUNNING") | .timestamp_ms][0] -
+        [.statuses[] | select(.state == "TASK_STARTING") | .timestamp_ms][0]'
+done <"$WORK/medos-host.ids" >"$WORK/medos-host-start.ms"
 
 # ---- 6. B6 ----
 log "B6: ${IDLE_SECS} s idle, then RSS and ${CPU_SECS} s of CPU accounting"
@@ -273,6 +287,7 @@ read -r rw_med rw_p90 rw_p99 < <(stats "$WORK/medos-rt-wait.ms")
 read -r rd_med rd_p90 rd_p99 < <(stats "$WORK/medos-rt-destroy.ms")
 read -r e2e_med e2e_p90 e2e_p99 < <(stats "$WORK/medos-e2e.ms")
 read -r st_med st_p90 st_p99 < <(stats "$WORK/medos-start.ms")
+read -r hs_med hs_p90 hs_p99 < <(stats "$WORK/medos-host-start.ms")
 read -r tr_med tr_p90 tr_p99 < <(stats "$WORK/medos-torunning.ms")
 read -r tf_med tf_p90 tf_p99 < <(stats "$WORK/medos-tofinished.ms")
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "yes" : "no" }'; }
@@ -311,6 +326,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "- medos API: \`medos dev\` with 1 master and 1 agent on 127.0.0.1 (TLS, admin token), the busybox test"
     echo "  image (src/image/testing.rs, the same static busybox) loaded with \`medos image load\`, $E2E_RUNS timed"
     echo "  \`medos task run --image busybox:bench --wait -- /bin/true bench\` (argv, no shell) after $WARMUP warm-up."
+    echo "  Then $E2E_RUNS host-command tasks \`medos task run --wait -- /bin/true bench\` (no image, no layers)."
     echo "  *Agent start* is TASK_STARTING -> TASK_RUNNING from the task's status history (ms resolution);"
     echo "  *end-to-end API latency* is the CLI call's wall time: process start, TLS, submit, status polling"
     echo "  every 200 ms until the end."
@@ -328,6 +344,7 @@ mkdir -p "$(dirname "$OUT")"
     row "medos runtime: wait (task exit seen)" "$rw_med" "$rw_p90" "$rw_p99"
     row "medos runtime: destroy" "$rd_med" "$rd_p90" "$rd_p99"
     row "medos API: agent start (STARTING -> RUNNING)" "$st_med" "$st_p90" "$st_p99"
+    row "medos API: agent start, host-command task (no image)" "$hs_med" "$hs_p90" "$hs_p99"
     row "medos API: submit -> RUNNING (master + agent)" "$tr_med" "$tr_p90" "$tr_p99"
     row "medos API: submit -> FINISHED (master + agent)" "$tf_med" "$tf_p90" "$tf_p99"
     row "medos API: end-to-end latency (\`task run --wait\`)" "$e2e_med" "$e2e_p90" "$e2e_p99"
