@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod resources;
 pub mod runtime;
 pub mod session;
+pub mod simulate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,20 +71,48 @@ impl RunningAgent {
     }
 }
 
+/// How an agent is started besides its config (defaults: what `medos agent` does).
+#[derive(Clone, Default)]
+pub struct StartOptions {
+    /// A client (with this agent's certificate) to use instead of building one; many
+    /// simulated agents share one, with its TLS config and connection pool.
+    pub http: Option<reqwest::Client>,
+    /// Do not run the health checker (simulated agents have no processes to check).
+    pub no_health_checks: bool,
+    pub tuning: session::Tuning,
+}
+
 /// Starts an agent with the given container runtime.
 pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Result<RunningAgent, AgentError> {
+    start_with(config, containers, StartOptions::default()).await
+}
+
+/// Builds the mutual-TLS client agents talk to the masters with.
+pub fn master_client(config: &AgentConfig) -> Result<reqwest::Client, AgentError> {
+    let client_tls = config.tls.mutual_client_config()?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(client_tls)
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| AgentError::Other(format!("building the HTTP client: {e}")))
+}
+
+/// Starts an agent with the given container runtime and options.
+pub async fn start_with(
+    config: AgentConfig,
+    containers: Arc<dyn Containers>,
+    options: StartOptions,
+) -> Result<RunningAgent, AgentError> {
     crate::pki::install_crypto_provider();
     config.validate()?;
     let work_err = |message: String| AgentError::WorkDir { path: config.work_dir.display().to_string(), message };
     std::fs::create_dir_all(&config.work_dir).map_err(|e| work_err(e.to_string()))?;
     let total = resources::detect(&config).map_err(AgentError::Other)?;
     join::ensure_credentials(&config).await?;
-    let client_tls = config.tls.mutual_client_config()?;
-    let http = reqwest::Client::builder()
-        .use_preconfigured_tls(client_tls)
-        .connect_timeout(Duration::from_secs(3))
-        .build()
-        .map_err(|e| AgentError::Other(format!("building the HTTP client: {e}")))?;
+    let http = match options.http {
+        Some(http) => http,
+        None => master_client(&config)?,
+    };
     let outbox = Arc::new(outbox::Outbox::open(&config.work_dir.join("outbox")).map_err(work_err)?);
     let executor =
         Arc::new(executor::Executor::open(&config.work_dir, containers.clone(), outbox.clone()).map_err(work_err)?);
@@ -102,20 +131,27 @@ pub async fn start(config: AgentConfig, containers: Arc<dyn Containers>) -> Resu
                 == Some(crate::pki::join::JoinKind::Public),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let session = Arc::new(session::Session::new(
-        config.masters.clone(),
-        http,
-        registration,
-        executor.clone(),
-        outbox,
-        config.work_dir.join("agent-id"),
-    ));
+    let session = Arc::new(
+        session::Session::new(
+            config.masters.clone(),
+            http,
+            registration,
+            executor.clone(),
+            outbox,
+            config.work_dir.join("agent-id"),
+        )
+        .with_tuning(options.tuning),
+    );
     let (shutdown, rx) = watch::channel(false);
     let api_server = api_server.map(|server| {
         let sandboxes = config.work_dir.join("sandboxes");
         server.spawn(http::AgentApi { sandboxes, executor: executor.clone(), containers }, rx.clone())
     });
-    let health = tokio::spawn(health::run(executor.clone()));
+    let health = if options.no_health_checks {
+        tokio::spawn(std::future::pending())
+    } else {
+        tokio::spawn(health::run(executor.clone()))
+    };
     let health_abort = health.abort_handle();
     let session_task = session.clone();
     let task = tokio::spawn(async move {

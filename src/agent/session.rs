@@ -2,6 +2,7 @@
 //! task), then keep an event stream, heartbeats and the status outbox going; on any failure
 //! start over with backoff.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,6 +18,22 @@ use crate::api::agent_protocol::{
 };
 use crate::core::AgentRegistration;
 
+/// Timings of the agent's own background loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// How often the executor checks its containers for exits.
+    pub poll_interval: Duration,
+    /// How long the status sender sleeps with an empty outbox before looking again (a push
+    /// wakes it at once; this is only the safety net).
+    pub outbox_idle_wait: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self { poll_interval: Duration::from_millis(100), outbox_idle_wait: Duration::from_millis(500) }
+    }
+}
+
 pub struct Session {
     pub masters: Vec<String>,
     pub http: reqwest::Client,
@@ -24,6 +41,11 @@ pub struct Session {
     pub executor: Arc<Executor>,
     pub outbox: Arc<Outbox>,
     pub id_file: std::path::PathBuf,
+    pub tuning: Tuning,
+    /// TASK_RUNNING updates the masters acknowledged (committed), and when the last one was
+    /// (ms since the epoch): statistics for the simulator and tests.
+    pub running_acked: AtomicU64,
+    pub last_running_ack_ms: AtomicU64,
     leader: RwLock<Option<String>>,
     agent_id: RwLock<Option<String>>,
 }
@@ -62,9 +84,18 @@ impl Session {
             executor,
             outbox,
             id_file,
+            tuning: Tuning::default(),
+            running_acked: AtomicU64::new(0),
+            last_running_ack_ms: AtomicU64::new(0),
             leader: RwLock::new(None),
             agent_id: RwLock::new(agent_id),
         }
+    }
+
+    /// The same session with other loop timings.
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
     }
 
     pub fn agent_id(&self) -> Option<String> {
@@ -248,7 +279,7 @@ impl Session {
             let Some((path, status)) = next else {
                 tokio::select! {
                     _ = self.outbox.wait() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(self.tuning.outbox_idle_wait) => {}
                 }
                 continue;
             };
@@ -272,6 +303,10 @@ impl Session {
                 if let Err(e) = self.outbox.ack(&path) {
                     tracing::error!(error = %e, "cannot remove an acknowledged status update");
                 }
+                if body.status.state == crate::core::TaskState::TASK_RUNNING && body.status.healthy.is_none() {
+                    self.last_running_ack_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
+                    self.running_acked.fetch_add(1, Ordering::Relaxed);
+                }
                 backoff = Duration::from_millis(100);
             } else {
                 tokio::time::sleep(backoff).await;
@@ -288,7 +323,7 @@ impl Session {
                 executor.prune(100);
             })
             .await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(self.tuning.poll_interval).await;
         }
     }
 }

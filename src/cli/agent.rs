@@ -59,6 +59,25 @@ pub struct AgentArgs {
     /// to WORK_DIR/tls).
     #[arg(long, env = "MEDOS_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
+    /// Run N simulated agents in this process instead of one real agent, for scale tests and
+    /// benchmarks: each registers, streams events, heartbeats and reports status like a real
+    /// agent, but its containers are fake (tasks run at once and until killed). They share
+    /// the certificate; agent i is named NAME-i (NAME defaults to `sim`), works in
+    /// WORK_DIR/NAME-i and has the attributes rack=r<i mod racks> and zone=z<i mod 3>.
+    /// Resources default to 8 cpus, 32 GiB of memory and 100 GiB of disk each.
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<usize>,
+    /// With --simulate: how many distinct racks.
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "simulate")]
+    pub simulate_racks: usize,
+    /// With --simulate: agents started per second.
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "simulate")]
+    pub simulate_rate: usize,
+    /// With --simulate: keep FILE up to date (every 100 ms) with the simulation's counters as
+    /// JSON: agents registered, tasks launched, TASK_RUNNING updates acknowledged, and when the
+    /// last launch and acknowledgement happened (ms since the epoch). For benchmarks.
+    #[arg(long, value_name = "FILE", requires = "simulate")]
+    pub simulate_stats: Option<PathBuf>,
 }
 
 fn system_hostname() -> String {
@@ -139,6 +158,9 @@ impl AgentArgs {
 
 /// Runs an agent until SIGINT/SIGTERM. Its tasks keep running after it stops.
 pub async fn serve(args: AgentArgs) -> Result<()> {
+    if let Some(count) = args.simulate {
+        return simulate(args, count).await;
+    }
     let config = args.config()?;
     // A new agent with a join token obtains its certificate before anything uses it.
     crate::agent::join::ensure_credentials(&config).await?;
@@ -163,4 +185,81 @@ pub async fn serve(args: AgentArgs) -> Result<()> {
     tracing::info!("shutting down; tasks keep running");
     agent.shutdown().await;
     Ok(())
+}
+
+/// `medos agent --simulate N`: N simulated agents until SIGINT/SIGTERM.
+async fn simulate(mut args: AgentArgs, count: usize) -> Result<()> {
+    use crate::agent::simulate::{SimulateOptions, start};
+    if count == 0 {
+        bail!("--simulate needs at least one agent");
+    }
+    args.name = args.name.or_else(|| Some("sim".into()));
+    args.cpus = args.cpus.or(Some(8.0));
+    args.mem = args.mem.or(Some(32.0 * 1024.0));
+    args.disk = args.disk.or(Some(100.0 * 1024.0));
+    let racks = args.simulate_racks;
+    let rate = args.simulate_rate;
+    let stats_file = args.simulate_stats.clone();
+    let base = args.config()?;
+    raise_open_files_limit();
+    let options = SimulateOptions { count, racks, start_rate: rate, ..Default::default() };
+    let began = std::time::Instant::now();
+    let starting = tokio::spawn(start(base.clone(), options));
+    let mut last = String::new();
+    let mut report = |sim: Option<&crate::agent::simulate::Simulation>, started: bool| {
+        let line = match sim {
+            Some(sim) => format!(
+                "{} of {count} simulated agents registered, {} tasks launched",
+                sim.registered(),
+                sim.launched()
+            ),
+            None if started => format!("{count} simulated agents started"),
+            None => format!("starting {count} simulated agents ({rate} per second)"),
+        };
+        if line != last {
+            eprintln!("[{:>6.1} s] {line}", began.elapsed().as_secs_f64());
+            last = line;
+        }
+    };
+    report(None, false);
+    let sim = tokio::select! {
+        sim = starting => sim.context("the simulator panicked")??,
+        _ = crate::process::wait_for_shutdown_signal() => return Ok(()),
+    };
+    report(None, true);
+    eprintln!("medos agent: {count} simulated agents working for {}", base.masters.join(", "));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut last_report = std::time::Instant::now();
+    let stop = crate::process::wait_for_shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(path) = &stats_file
+                    && let Err(e) = sim.write_stats(path)
+                {
+                    tracing::warn!(error = %e, path = %path.display(), "cannot write the simulation's statistics");
+                }
+                if last_report.elapsed() >= std::time::Duration::from_secs(2) {
+                    report(Some(&sim), true);
+                    last_report = std::time::Instant::now();
+                }
+            }
+            _ = &mut stop => break,
+        }
+    }
+    tracing::info!("stopping the simulated agents");
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Each simulated agent keeps a connection open: use as many descriptors as allowed.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(error = %e, soft, hard, "cannot raise the open files limit");
+    }
 }
