@@ -216,3 +216,63 @@ async fn a_dead_master_is_replaced_without_losing_quorum() {
     client.kv_put("still", b"writable", None).await.unwrap();
     cluster.shutdown().await;
 }
+
+/// A leader that is stopped and restarted before the others notice must not resume its old
+/// term with the commit index it last persisted: that write is not fsync'd, so it can lag
+/// what the leader had committed and acknowledged, and a read barrier on the restored leader
+/// would pass (the followers still accept its term) and serve old data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_leader_rejoins_as_a_follower_and_serves_no_stale_read() {
+    use medos::master::engine::{Engine, SledEngine};
+    use medos::master::store::LogStore;
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+
+    // Followers wait seconds before electing, so the leader is back within its own term.
+    let tuning = medos::master::config::RaftTuning { election_min_ms: 6_000, election_max_ms: 7_000, ..fast_tuning() };
+    let mut cluster = TestCluster::start(3, tuning).await;
+    let leader = cluster.wait_leader().await;
+    let client = cluster.client(&leader).await;
+    let old = client.kv_put("register", b"old", None).await.unwrap().revision;
+    let mut latest = old;
+    for i in 0..20 {
+        latest = client.kv_put("register", format!("new{i}").as_bytes(), None).await.unwrap().revision;
+    }
+    let term = |cluster: &TestCluster, name: &str| {
+        cluster.nodes[name].running.as_ref().map(|r| r.master.raft.metrics().borrow().current_term)
+    };
+    let old_term = term(&cluster, &leader).unwrap();
+    cluster.stop(&leader).await;
+
+    // The persisted commit index falls back to the first write, as after a crash that lost
+    // the last unflushed updates of it.
+    let db = cluster.data_dir(&leader).join("raft.sled");
+    {
+        // The stopped master's Raft core releases the database asynchronously.
+        let engine = wait_for("the data dir to be released", Duration::from_secs(20), || async {
+            SledEngine::open(&db, 1 << 20).ok().map(std::sync::Arc::new)
+        })
+        .await;
+        let mut store = LogStore::new(engine.clone());
+        let entry = store.try_get_log_entries(old..=old).await.unwrap().pop().expect("the first write is in the log");
+        store.save_committed(Some(entry.log_id)).await.unwrap();
+        engine.flush().await.unwrap();
+    }
+    cluster.restart(&leader).await;
+
+    // It rejoins as a follower: leadership goes to an election in a later term (openraft
+    // alone would restore it as leader of its old term at once).
+    let new_leader = cluster.wait_leader().await;
+    let new_term = term(&cluster, &new_leader).unwrap();
+    assert!(new_term > old_term, "{new_leader} leads in term {new_term}, the term {leader} led before its restart");
+    let item = wait_for("a linearizable read through the restarted master", Duration::from_secs(30), || async {
+        client.kv_get("register", false).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&item.value),
+        "new19",
+        "the restarted master served revision {} after revision {latest} was acknowledged",
+        item.mod_revision
+    );
+    cluster.shutdown().await;
+}

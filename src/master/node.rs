@@ -303,6 +303,9 @@ pub async fn start(
         .map_err(|e| MasterError::Raft(format!("building the peer client: {e}")))?;
 
     let log_store = LogStore::new(engine.clone());
+    if log_store.step_down_after_restart(identity.id).await.map_err(|e| data_dir_err(&config, e.to_string()))? {
+        tracing::info!("this master led the cluster before it stopped; it rejoins as a follower");
+    }
     let sm = StateMachineStore::open(engine.clone()).map_err(|e| data_dir_err(&config, e.to_string()))?;
     let state = sm.state();
     let applied = sm.subscribe();

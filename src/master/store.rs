@@ -89,6 +89,27 @@ impl LogStore {
         self.engine.flush().await.map_err(|e| write_err(subject, e))
     }
 
+    /// Called before Raft starts: a master never resumes leadership of a term it led before
+    /// it stopped. openraft would restore it as leader at once (its vote is committed and
+    /// names itself), with the commit index it last *persisted*, which can lag what it
+    /// had committed and what clients and other masters already saw; its first read
+    /// barrier would then pass (the followers still accept its term) and serve stale data,
+    /// and entries it appended but had not yet fsync'd could be proposed again under the
+    /// same log ids. Demoting the vote to an uncommitted vote for itself keeps the promise
+    /// a vote makes (no other vote in that term) and leaves leadership to a fresh election
+    /// in a higher term, which commits a new entry before it serves reads. Returns whether
+    /// the vote was demoted.
+    pub async fn step_down_after_restart(&self, me: NodeId) -> Result<bool, StorageError> {
+        let Some(vote) = self.meta::<Vote>(KEY_VOTE)? else { return Ok(false) };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(me) {
+            return Ok(false);
+        }
+        let demoted = Vote::new(vote.leader_id().get_term(), me);
+        self.put_meta(KEY_VOTE, &demoted)?;
+        self.flush(ErrorSubject::Vote).await?;
+        Ok(true)
+    }
+
     /// Number of log entries currently stored (for metrics and tests).
     pub fn stored_entries(&self) -> io::Result<usize> {
         Ok(self.engine.range(Space::Log, &index_key(0), None)?.len())
