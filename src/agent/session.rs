@@ -144,7 +144,18 @@ impl Session {
     /// Registers with the leader, following redirects from followers.
     async fn register(&self) -> Result<(String, RegisterResponse), String> {
         let mut registration = self.registration.clone();
-        registration.agent_id = self.agent_id().unwrap_or_default();
+        registration.agent_id = match self.agent_id() {
+            Some(id) => id,
+            None => {
+                // Chosen and stored before the first attempt, so every retry (after a timeout
+                // whose registration the leader did commit) is the same registration.
+                let id = crate::api::agent_protocol::new_agent_id();
+                crate::atomic_file::write_atomic(&self.id_file, id.as_bytes())
+                    .map_err(|e| format!("cannot store the agent id in {}: {e}", self.id_file.display()))?;
+                *self.agent_id.write().expect("session lock") = Some(id.clone());
+                id
+            }
+        };
         let request = RegisterRequest { registration, tasks: self.executor.reports() };
         let mut last = String::from("no master configured");
         let mut tried = Vec::new();

@@ -74,3 +74,11 @@ pub enum AgentEvent {
     /// Sent every heartbeat interval so the agent notices a dead stream.
     Ping,
 }
+
+/// A fresh agent id in Mesos's form (`<uuid>-S0`). An agent draws its id once, stores it, and
+/// registers with it from the first attempt on: a registration retried after a lost answer
+/// then names the same agent instead of creating a second one.
+pub fn new_agent_id() -> String {
+    let h = hex::encode(rand::random::<[u8; 16]>());
+    format!("{}-{}-{}-{}-{}-S0", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}

@@ -37,11 +37,6 @@ fn not_leader(master: &Master) -> Response {
     (StatusCode::MISDIRECTED_REQUEST, Json(body)).into_response()
 }
 
-fn new_agent_id() -> String {
-    let h = hex::encode(rand::random::<[u8; 16]>());
-    format!("{}-{}-{}-{}-{}-S0", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 /// `POST /internal/agent/v1/register`.
 pub async fn register(
     State(master): State<Arc<Master>>,
@@ -53,7 +48,9 @@ pub async fn register(
     }
     master.read_barrier().await?;
     if req.registration.agent_id.is_empty() {
-        req.registration.agent_id = new_agent_id();
+        // Agents choose their id before registering, so that a retried registration is the
+        // same one; this serves agents that send none.
+        req.registration.agent_id = super::agent_protocol::new_agent_id();
     }
     let agent_id = req.registration.agent_id.clone();
     // Counts as a heartbeat first, so the leader does not mark it unreachable mid-registration.

@@ -86,11 +86,14 @@ pub async fn agent_duties(master: std::sync::Arc<Master>) {
     let mut applied = master.applied.clone();
     let mut tick = tokio::time::interval(interval.min(Duration::from_millis(500)));
     let mut last_ping = Instant::now();
+    // Each pass scans the tasks and sessions: passes are spaced out under a stream of commits.
+    let mut pace = super::pace::Pace::new(Duration::from_millis(25));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = applied.changed() => if changed.is_err() { return },
         }
+        pace.next_pass().await;
         let leader = master.is_leader();
         master.agents.became_leader(leader);
         if !leader {
@@ -178,11 +181,16 @@ fn overdue(master: &Master, unreachable_after: Duration) -> Vec<Command> {
 /// Kill requests for tasks on draining agents.
 fn drains(master: &Master) -> Vec<Command> {
     let state = master.state.read().expect("state lock");
+    let draining: HashSet<&str> =
+        state.agents.values().filter(|a| a.mode == AgentMode::Draining).map(|a| a.id.as_str()).collect();
+    if draining.is_empty() {
+        return Vec::new();
+    }
     state
         .tasks
         .values()
         .filter(|t| !t.state.is_terminal() && t.kill_grace_ms.is_none())
-        .filter(|t| state.agents.get(&t.agent_id).is_some_and(|a| a.mode == AgentMode::Draining))
+        .filter(|t| draining.contains(t.agent_id.as_str()))
         .map(|t| Command::TaskKill { task_id: t.id.clone(), grace_ms: t.spec.kill_grace_ms, at_ms: now_ms() })
         .collect()
 }

@@ -19,7 +19,7 @@ use super::node::Master;
 use crate::clock::now_ms;
 use crate::core::allocator::{DEFAULT_REFUSE_SECONDS, Offer, ROLE_ANY, ROLE_PUBLIC};
 use crate::core::marathon::app::AppDefinition;
-use crate::core::marathon::constraints::AgentView;
+use crate::core::marathon::constraints::{AgentView, Placed};
 use crate::core::marathon::deployment::{self, ActionKind, Capacity, Decision, InstanceView};
 use crate::core::marathon::matching::{InstanceRequest, NoMatchReason, RejectSummary, match_offer};
 use crate::core::marathon::state::FRAMEWORK_ID;
@@ -27,6 +27,10 @@ use crate::core::{Command, CommandSpec, Resources, State, Task, TaskSpec, TaskSt
 
 /// How long a TASK_UNREACHABLE task counts as an instance when the app sets no strategy.
 const DEFAULT_INACTIVE_AFTER_MS: u64 = 0;
+
+/// Passes are at least this far apart: under a stream of commits (status updates of thousands
+/// of tasks) one pass handles everything applied since the previous one.
+const PASS_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Launch delay of an app after failed tasks (Marathon's backoff).
 #[derive(Debug, Clone, Default)]
@@ -91,11 +95,13 @@ pub async fn marathon_duties(master: Arc<Master>) {
     let mut applied = master.applied.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut was_leader = false;
+    let mut pace = super::pace::Pace::new(PASS_INTERVAL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             changed = applied.changed() => if changed.is_err() { return },
         }
+        pace.next_pass().await;
         let leader = master.is_leader();
         if leader != was_leader {
             master.marathon.forget_all();
@@ -502,12 +508,19 @@ impl Framework for MarathonOffers<'_> {
             let app = &record.app;
             let info = queue.entry(pending.app_id.clone()).or_default();
             let request = request(app);
-            let mut placed: Vec<String> =
-                self.by_app.get(pending.app_id.as_str()).into_iter().flatten().map(|t| t.agent_id.clone()).collect();
+            // What the constraints read from the instances placed so far: counted once, then
+            // extended with each placement (nothing at all for an app without constraints).
+            let mut placed = Placed::new(
+                &request.constraints,
+                self.by_app
+                    .get(pending.app_id.as_str())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| agent_view(state, &t.agent_id)),
+            );
             let mut refusals = Vec::new();
             let mut start = 0;
             for _ in 0..pending.count {
-                let placed_views: Vec<AgentView> = placed.iter().filter_map(|a| agent_view(state, a)).collect();
                 let mut chosen = None;
                 refusals.clear();
                 // Start after the last offer used, so instances spread and full offers are not
@@ -516,7 +529,7 @@ impl Framework for MarathonOffers<'_> {
                     let index = (start + step) % offers.len();
                     let offer = &offers[index];
                     info.processed_offers_count += 1;
-                    match match_offer(&request, offer, &placed_views) {
+                    match match_offer(&request, offer, &placed) {
                         Ok(matched) => {
                             info.summary.add(&Ok(()));
                             chosen = Some((index, matched));
@@ -537,7 +550,9 @@ impl Framework for MarathonOffers<'_> {
                 let offer = &mut offers[index];
                 offer.resources.subtract(&Resources { cpus: app.cpus, mem: app.mem, disk: app.disk, ports: vec![] });
                 offer.resources.ports = crate::core::resources::subtract_ports(&offer.resources.ports, &matched.ports);
-                placed.push(offer.agent_id.clone());
+                if let Some(view) = agent_view(state, &offer.agent_id) {
+                    placed.add(&view);
+                }
                 accepted.entry(index).or_default().push(Task {
                     id: task_id(app),
                     framework_id: FRAMEWORK_ID.into(),

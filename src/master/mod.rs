@@ -8,6 +8,7 @@ pub mod engine;
 pub mod marathon;
 pub mod network;
 pub mod node;
+pub mod pace;
 pub mod store;
 pub mod types;
 

@@ -250,10 +250,54 @@ fn format_scalar(text: &str) -> Option<String> {
     Some(if frac_text.is_empty() { int_text.to_string() } else { format!("{int_text}.{frac_text}") })
 }
 
-/// Whether an instance of an app may be placed on `candidate` under `constraint`, given the
-/// agents of the app's other instances (`placed`, one entry per instance; the caller leaves out
-/// instances of older app versions, as Marathon does) and the app's target instance count
-/// (used by GROUP_BY with a value). Marathon's `Constraints.meetsConstraint`:
+/// What the constraints of an app read from its placed instances: for every constrained
+/// field, how many instances have each value and the first instance's value. Built once per
+/// app and extended with every placement, so checking a candidate never scans the instances.
+#[derive(Debug, Clone, Default)]
+pub struct Placed {
+    fields: BTreeMap<String, FieldValues>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FieldValues {
+    /// Instances per value (instances whose agent lacks the field form the `None` group).
+    counts: BTreeMap<Option<String>, usize>,
+    /// The first placed instance's value (CLUSTER without a value follows it).
+    first: Option<Option<String>>,
+}
+
+impl Placed {
+    /// The fields `constraints` read, counted over `placed` (one agent per instance; the
+    /// caller leaves out instances of older app versions, as Marathon does).
+    pub fn new<'a>(constraints: &[Constraint], placed: impl IntoIterator<Item = AgentView<'a>>) -> Self {
+        let fields = constraints.iter().map(|c| (c.field.clone(), FieldValues::default())).collect();
+        let mut this = Self { fields };
+        if !this.fields.is_empty() {
+            for agent in placed {
+                this.add(&agent);
+            }
+        }
+        this
+    }
+
+    /// Counts one more instance, placed on `agent`.
+    pub fn add(&mut self, agent: &AgentView) {
+        for (field, values) in &mut self.fields {
+            let value = agent.field(field).map(Cow::into_owned);
+            values.first.get_or_insert_with(|| value.clone());
+            *values.counts.entry(value).or_insert(0) += 1;
+        }
+    }
+
+    fn values(&self, field: &str) -> Option<&FieldValues> {
+        self.fields.get(field)
+    }
+}
+
+/// Whether an instance of an app may be placed on `candidate` under `constraint`, given what
+/// the app's other instances hold ([`Placed`], built with this constraint among its
+/// constraints) and the app's target instance count (used by GROUP_BY with a value).
+/// Marathon's `Constraints.meetsConstraint`:
 ///
 /// * An agent lacking the field fails every operator except UNLIKE, which passes.
 /// * UNIQUE: no placed instance has the candidate's value.
@@ -268,28 +312,27 @@ fn format_scalar(text: &str) -> Option<String> {
 /// * LIKE/UNLIKE: the regular expression matches (does not match) the whole value; an empty
 ///   or invalid expression fails both.
 /// * IS: the value equals the constraint's, comparing scalars in Mesos format (`1.0` IS `1`).
-pub fn meets(constraint: &Constraint, candidate: &AgentView, placed: &[AgentView], target_instances: u32) -> bool {
+pub fn meets(constraint: &Constraint, candidate: &AgentView, placed: &Placed, target_instances: u32) -> bool {
     let Some(offer_value) = candidate.field(&constraint.field) else {
         return constraint.operator == Operator::Unlike;
     };
     let offer_value = offer_value.as_ref();
     let value = constraint.value_str();
-    let placed_values = || placed.iter().map(|p| p.field(&constraint.field));
+    let empty = FieldValues::default();
+    let values = placed.values(&constraint.field).unwrap_or(&empty);
+    let count = || values.counts.get(&Some(offer_value.to_string())).copied();
     match constraint.operator {
-        Operator::Unique => placed_values().all(|v| v.as_deref() != Some(offer_value)),
+        Operator::Unique => count().is_none(),
         Operator::Cluster if value.is_empty() => {
-            placed.first().is_none_or(|p| p.field(&constraint.field).as_deref() == Some(offer_value))
+            values.first.as_ref().is_none_or(|first| first.as_deref() == Some(offer_value))
         }
         Operator::Cluster => offer_value == value,
-        Operator::GroupBy => {
-            let counts = group_counts(placed_values());
-            match value.parse::<i64>() {
-                Ok(groups) if groups > 0 => group_by_balanced(&counts, offer_value, groups, target_instances),
-                _ => group_by_smallest(&counts, offer_value),
-            }
-        }
+        Operator::GroupBy => match value.parse::<i64>() {
+            Ok(groups) if groups > 0 => group_by_balanced(&values.counts, count(), groups, target_instances),
+            _ => group_by_smallest(&values.counts, count()),
+        },
         Operator::MaxPer => match value.parse::<i64>() {
-            Ok(max) => counts_of(&group_counts(placed_values()), offer_value).is_none_or(|n| (n as i64) < max),
+            Ok(max) => count().is_none_or(|n| (n as i64) < max),
             Err(_) => false,
         },
         Operator::Like | Operator::Unlike if value.is_empty() => false,
@@ -304,28 +347,20 @@ pub fn meets(constraint: &Constraint, candidate: &AgentView, placed: &[AgentView
     }
 }
 
-/// Instances per value (instances whose agent lacks the field form the `None` group).
-fn group_counts<'a>(values: impl Iterator<Item = Option<Cow<'a, str>>>) -> BTreeMap<Option<String>, usize> {
-    let mut counts = BTreeMap::new();
-    for v in values {
-        *counts.entry(v.map(Cow::into_owned)).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn counts_of(counts: &BTreeMap<Option<String>, usize>, value: &str) -> Option<usize> {
-    counts.iter().find(|(k, _)| k.as_deref() == Some(value)).map(|(_, n)| *n)
-}
-
 /// GROUP_BY with a group count (Marathon 1.11 `checkGroupBy`).
-fn group_by_balanced(counts: &BTreeMap<Option<String>, usize>, offer_value: &str, groups: i64, target: u32) -> bool {
+fn group_by_balanced(
+    counts: &BTreeMap<Option<String>, usize>,
+    offer_count: Option<usize>,
+    groups: i64,
+    target: u32,
+) -> bool {
     // Marathon reads the target from the placed instances' app, and uses 1 when none is placed
     // (then only the "new group" branch below is reached).
     let target = if counts.is_empty() { 1 } else { i64::from(target) };
     let per_group = target / groups;
     let remainder = target % groups;
     let remainder_consumed: i64 = counts.values().map(|&n| (n as i64 - per_group).max(0)).sum();
-    match counts_of(counts, offer_value) {
+    match offer_count {
         Some(n) => {
             let n = n as i64;
             n < per_group || (n == per_group && remainder - remainder_consumed > 0)
@@ -335,9 +370,9 @@ fn group_by_balanced(counts: &BTreeMap<Option<String>, usize>, offer_value: &str
 }
 
 /// GROUP_BY without a group count: new values are welcome, used ones only if smallest.
-fn group_by_smallest(counts: &BTreeMap<Option<String>, usize>, offer_value: &str) -> bool {
+fn group_by_smallest(counts: &BTreeMap<Option<String>, usize>, offer_count: Option<usize>) -> bool {
     let smallest = counts.values().copied().min().unwrap_or(0);
-    counts_of(counts, offer_value).is_none_or(|n| n == smallest)
+    offer_count.is_none_or(|n| n == smallest)
 }
 
 /// Which instances to kill when scaling an app down by `count` while keeping its GROUP_BY
@@ -426,6 +461,38 @@ pub fn select_to_kill(constraints: &[Constraint], running: &[AgentView], count: 
 mod tests {
     use super::*;
 
+    /// Counting placements one at a time gives the same answers as counting them all at once,
+    /// for every operator, at every step of a placement sequence over racks and hosts.
+    #[test]
+    fn placed_counted_incrementally_answers_as_counted_at_once() {
+        let constraints = [
+            c("rack", Operator::Unique, None),
+            c("rack", Operator::Cluster, None),
+            c("rack", Operator::GroupBy, None),
+            c("rack", Operator::GroupBy, Some("3")),
+            c("hostname", Operator::MaxPer, Some("2")),
+            c("rack", Operator::MaxPer, Some("3")),
+            c("rack", Operator::Like, Some("r[12]")),
+            c("missing", Operator::Unlike, Some("x")),
+        ];
+        let agents: Vec<Agent> = (0..12).map(|i| agent(&format!("h{}", i % 5), &format!("rack:r{}", i % 3))).collect();
+        let mut incremental = Placed::new(&constraints, []);
+        for step in 0..agents.len() {
+            let at_once = Placed::new(&constraints, agents[..step].iter().map(Agent::view));
+            for candidate in &agents {
+                for constraint in &constraints {
+                    assert_eq!(
+                        meets(constraint, &candidate.view(), &incremental, 9),
+                        meets(constraint, &candidate.view(), &at_once, 9),
+                        "step {step}, {constraint:?} on {}",
+                        candidate.host
+                    );
+                }
+            }
+            incremental.add(&agents[step].view());
+        }
+    }
+
     fn c(field: &str, operator: Operator, value: Option<&str>) -> Constraint {
         Constraint { field: field.into(), operator, value: value.map(str::to_string) }
     }
@@ -468,7 +535,7 @@ mod tests {
 
     fn check(constraint: &Constraint, candidate: &Agent, placed: &[Agent], instances: u32) -> bool {
         let views: Vec<AgentView> = placed.iter().map(Agent::view).collect();
-        meets(constraint, &candidate.view(), &views, instances)
+        meets(constraint, &candidate.view(), &Placed::new(std::slice::from_ref(constraint), views), instances)
     }
 
     #[test]

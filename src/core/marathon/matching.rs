@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::constraints::{AgentView, Constraint, meets};
+use super::constraints::{AgentView, Constraint, Placed, meets};
 use crate::core::allocator::{Offer, ROLE_ANY};
 use crate::core::resources::{PortRange, Resources};
 
@@ -92,14 +92,10 @@ pub struct Matched {
     pub resources: Resources,
 }
 
-/// Matches one instance against `offer`; `placed` are the agents of the app's other
-/// instances (see [`meets`]). Dynamic ports are the lowest free ones; see
+/// Matches one instance against `offer`; `placed` is what the app's other instances hold
+/// (see [`Placed`] and [`meets`]). Dynamic ports are the lowest free ones; see
 /// [`match_offer_from`] to spread them.
-pub fn match_offer(
-    request: &InstanceRequest,
-    offer: &Offer,
-    placed: &[AgentView],
-) -> Result<Matched, Vec<NoMatchReason>> {
+pub fn match_offer(request: &InstanceRequest, offer: &Offer, placed: &Placed) -> Result<Matched, Vec<NoMatchReason>> {
     match_offer_from(request, offer, placed, 0)
 }
 
@@ -120,7 +116,7 @@ pub fn match_offer(
 pub fn match_offer_from(
     request: &InstanceRequest,
     offer: &Offer,
-    placed: &[AgentView],
+    placed: &Placed,
     port_start: u64,
 ) -> Result<Matched, Vec<NoMatchReason>> {
     use NoMatchReason::*;
@@ -421,7 +417,7 @@ mod tests {
             let mut o = base_offer.clone();
             change(&mut r, &mut o);
             let placed = if placed_on_h1 { vec![on_h1] } else { vec![] };
-            let got = match_offer(&r, &o, &placed);
+            let got = match_offer(&r, &o, &Placed::new(&r.constraints, placed));
             if expected.is_empty() {
                 assert!(got.is_ok(), "{name}: {got:?}");
             } else {
@@ -434,14 +430,14 @@ mod tests {
     fn zero_needs_fit_and_roles_are_accepted() {
         let mut o = offer("h1", 0.0, 0.0, vec![]);
         o.resources.disk = 0.0;
-        assert!(match_offer(&request(0.0, 0.0, vec![]), &o, &[]).is_ok());
+        assert!(match_offer(&request(0.0, 0.0, vec![]), &o, &Placed::default()).is_ok());
         o.role = ROLE_PUBLIC.into();
         let mut r = request(0.0, 0.0, vec![]);
         r.accepted_roles = vec!["*".into(), ROLE_PUBLIC.into()];
-        assert!(match_offer(&r, &o, &[]).is_ok());
+        assert!(match_offer(&r, &o, &Placed::default()).is_ok());
         // Within the tolerance of resource arithmetic.
         let o = offer("h1", 0.3, 64.0, vec![]);
-        assert!(match_offer(&request(0.1 + 0.2, 64.0, vec![]), &o, &[]).is_ok());
+        assert!(match_offer(&request(0.1 + 0.2, 64.0, vec![]), &o, &Placed::default()).is_ok());
     }
 
     #[test]
@@ -471,7 +467,7 @@ mod tests {
         for (wanted, require, start, expected) in cases {
             let mut r = request(0.1, 32.0, wanted.clone());
             r.require_ports = require;
-            let got = match_offer_from(&r, &offer("h1", 1.0, 1024.0, ranges.clone()), &[], start);
+            let got = match_offer_from(&r, &offer("h1", 1.0, 1024.0, ranges.clone()), &Placed::default(), start);
             match expected {
                 Some(ports) => {
                     let m = got.unwrap_or_else(|e| panic!("{wanted:?} from {start}: {e:?}"));
@@ -484,14 +480,17 @@ mod tests {
         }
         assert_eq!(as_ranges(&[5, 3, 4, 9, 7, 8, 1]), vec![range(1, 1), range(3, 5), range(7, 9)]);
         // Overlapping offered ranges never yield a port twice.
-        let got =
-            match_offer(&request(0.1, 32.0, vec![0; 4]), &offer("h", 1.0, 64.0, vec![range(1, 3), range(2, 4)]), &[]);
+        let got = match_offer(
+            &request(0.1, 32.0, vec![0; 4]),
+            &offer("h", 1.0, 64.0, vec![range(1, 3), range(2, 4)]),
+            &Placed::default(),
+        );
         assert_eq!(got.unwrap().ports, vec![1, 2, 3, 4]);
         // The whole port space.
         let got = match_offer_from(
             &request(0.1, 32.0, vec![0; 2]),
             &offer("h", 1.0, 64.0, vec![range(1, 65535)]),
-            &[],
+            &Placed::default(),
             65534,
         );
         assert_eq!(got.unwrap().ports, vec![65535, 1]);
@@ -515,7 +514,7 @@ mod tests {
             let mut r = request(0.1, 32.0, vec![]);
             r.instances = 3;
             r.constraints = vec![Constraint { field: field.into(), operator, value: value.map(str::to_string) }];
-            match_offer(&r, &o, &placed).is_ok()
+            match_offer(&r, &o, &Placed::new(&r.constraints, placed)).is_ok()
         };
         assert!(with("hostname", Operator::Unique, None));
         assert!(!with("rack", Operator::Unique, None));
