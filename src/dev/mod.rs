@@ -431,6 +431,11 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
     } else {
         println!("medos dev cluster {cluster_id} is up ({} master(s), {} agent(s))", urls.len(), prepared.agents.len());
         println!("  API:        {}", urls.join(", "));
+        let dns: Vec<&str> = nodes.iter().filter_map(|n| n.dns.as_deref()).collect();
+        if let Some(first) = dns.first() {
+            let (host, port) = first.rsplit_once(':').unwrap_or((first, "53"));
+            println!("  DNS:        {}  (try: dig @{host} -p {port} leader.mesos)", dns.join(", "));
+        }
         println!("  admin:      {ADMIN_USER} / password in {}", prepared.password_file.display());
         println!("  state:      {}  (rerun with the same --dir to keep it)", dir.display());
         if !args.no_attach {

@@ -151,6 +151,15 @@ impl DnsConfig {
         }
         for (zone, servers) in &self.forward_zones {
             crate::core::dns::validate_domain(zone).map_err(|m| invalid("dns.forward_zones", m))?;
+            if crate::core::dns::normalize(zone) == crate::core::dns::normalize(&self.domain)
+                || crate::core::dns::normalize(zone)
+                    .ends_with(&format!(".{}", crate::core::dns::normalize(&self.domain)))
+            {
+                return Err(invalid(
+                    "dns.forward_zones",
+                    format!("zone {zone:?} is inside the cluster domain {:?}, which the masters answer", self.domain),
+                ));
+            }
             if servers.is_empty() {
                 return Err(invalid("dns.forward_zones", format!("zone {zone:?} lists no servers")));
             }
@@ -475,6 +484,10 @@ key = "m1.key"
             (format!("{GOOD}\n[dns]\nlisten = \"53\"\n"), "listen"),
             (format!("{GOOD}\n[dns]\nport = 53\n"), "port"),
             (format!("{GOOD}\n[dns]\ntimeout_ms = 0\n"), "dns.timeout_ms"),
+            (
+                format!("{GOOD}\n[dns]\nforward_zones = {{ \"x.mesos\" = [\"10.0.0.1\"] }}\n"),
+                "inside the cluster domain",
+            ),
         ];
         for (text, needle) in cases {
             let f = write(&text);
