@@ -202,6 +202,8 @@ async fn masters_answer_cluster_names_and_forward_the_rest() {
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
     assert!(matches!(m.authorities.first().map(|r| &r.data), Some(RData::SOA(_))));
+    let m = tcp(server, "mesos.", RecordType::AXFR).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "no zone transfers");
     let m = udp(server, "mesos.", RecordType::SOA).await.unwrap();
     assert!(matches!(m.answers.first().map(|r| &r.data), Some(RData::SOA(_))));
 

@@ -91,7 +91,10 @@ impl DnsServer {
     /// Stops serving and waits for the sockets to close.
     pub async fn stop(mut self) {
         self.token.cancel();
-        let _ = (&mut self.task).await;
+        // Queries in flight finish (a forwarded one within the upstream timeout).
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task).await.is_err() {
+            self.task.abort();
+        }
     }
 }
 
@@ -301,6 +304,10 @@ impl Handler {
         let qname = query.name().to_ascii();
         let qtype = query.query_type();
         if self.in_domain(&qname) {
+            // The zone changes with every task; there is nothing stable to transfer.
+            if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+                return Reply::error(ResponseCode::Refused);
+            }
             if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
                 return Reply::error(ResponseCode::Refused);
             }
