@@ -246,6 +246,20 @@ async fn masters_answer_cluster_names_and_forward_the_rest() {
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     let m = udp(server, "leader.mesos.", RecordType::A).await.expect("still serving");
     assert_eq!(ipv4s(&m), vec![Ipv4Addr::LOCALHOST]);
+
+    // The leader stops: the others name the new leader, and the stopped master's DNS is gone.
+    let old_server = dns_addr(&cluster, &leader);
+    let mut cluster = cluster;
+    cluster.stop(&leader).await;
+    let new_leader = cluster.wait_leader().await;
+    let new_port = cluster.nodes[&new_leader].config.listen.port();
+    let survivor = dns_addr(&cluster, &new_leader);
+    wait_for("the new leader in _leader._tcp.mesos", WAIT, || async {
+        let m = udp(survivor, "_leader._tcp.mesos.", RecordType::SRV).await?;
+        (srvs(&m) == vec![(new_port, "leader.mesos.".to_string())]).then_some(())
+    })
+    .await;
+    assert!(TcpStream::connect(old_server).await.is_err(), "the stopped master no longer serves DNS");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
