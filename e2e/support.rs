@@ -821,6 +821,10 @@ impl DevCluster {
         table.insert("listen".into(), format!("127.0.0.1:{port}").into());
         table.insert("advertise".into(), format!("https://127.0.0.1:{port}").into());
         table.insert("tls".into(), toml::Value::Table(tls));
+        // Cluster DNS on a free loopback port (the default, 0.0.0.0:53, needs privileges).
+        let mut dns = toml::Table::new();
+        dns.insert("listen".into(), "127.0.0.1:0".into());
+        table.insert("dns".into(), toml::Value::Table(dns));
         std::fs::create_dir_all(&node_dir).expect("creating the node dir");
         std::fs::write(&config, toml::to_string(&table).expect("toml")).expect("writing the config");
         let log = node_dir.join("master.log");

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod core;
 pub mod dev;
+pub mod dns;
 pub mod image;
 pub mod master;
 pub mod pki;

@@ -54,6 +54,18 @@ pub struct RunArgs {
     /// File with the first administrator's password (bootstrap only).
     #[arg(long)]
     pub admin_password_file: Option<PathBuf>,
+    /// Cluster DNS address, UDP and TCP (default 0.0.0.0:53).
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// Cluster DNS domain (default mesos).
+    #[arg(long)]
+    pub dns_domain: Option<String>,
+    /// Upstream DNS server for other names, IP[:PORT] (repeat for each).
+    #[arg(long = "dns-resolver", value_name = "IP[:PORT]")]
+    pub dns_resolvers: Vec<String>,
+    /// Run no DNS server on this master.
+    #[arg(long)]
+    pub no_dns: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +97,10 @@ impl RunArgs {
             ca_key: self.ca_key,
             admin_user: self.admin_user,
             admin_password_file: self.admin_password_file,
+            dns_listen: self.dns_listen,
+            dns_domain: self.dns_domain,
+            dns_resolvers: self.dns_resolvers,
+            dns_disabled: self.no_dns,
         };
         Ok(MasterConfig::load(self.config.as_deref(), overrides)?)
     }

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod allocator;
 pub mod command;
+pub mod dns;
 pub mod images;
 pub mod kv;
 pub mod marathon;

@@ -16,7 +16,7 @@ use crate::api::client::Client;
 use crate::cli::DevArgs;
 use crate::cli::config::{ClusterConfig, Clusters};
 use crate::master::MasterConfig;
-use crate::master::config::{BootstrapConfig, InitialMaster, RaftTuning};
+use crate::master::config::{BootstrapConfig, DnsConfig, InitialMaster, RaftTuning};
 use crate::pki::{self, Ca, Role, TlsFiles};
 
 const ADMIN_USER: &str = "admin";
@@ -70,6 +70,10 @@ fn agent_slots(previous: &[AgentSlot], agents: u8) -> Result<Vec<AgentSlot>> {
 struct MasterSlot {
     name: String,
     port: u16,
+    /// The master's cluster DNS port on 127.0.0.1 (UDP and TCP); 0 in layouts written before
+    /// masters served DNS (a port is chosen then).
+    #[serde(default)]
+    dns_port: u16,
 }
 
 /// One process of the dev cluster, as written to `cluster.json`.
@@ -82,6 +86,9 @@ pub struct NodeEntry {
     pub data_dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
+    /// A master's cluster DNS server, `127.0.0.1:PORT` (UDP and TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,6 +103,18 @@ fn default_dir() -> Result<PathBuf> {
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A loopback port free for both UDP and TCP (a DNS server needs both).
+fn free_dns_port() -> Result<u16> {
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").context("finding a free UDP port on 127.0.0.1")?;
+        let port = udp.local_addr()?.port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("found no port on 127.0.0.1 free for both UDP and TCP (for the masters' DNS)")
 }
 
 fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> {
@@ -117,13 +136,18 @@ fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> 
         }
         // Agents hold no cluster state: their number may change between runs.
         let mut layout = layout;
+        for slot in &mut layout.masters {
+            if slot.dns_port == 0 {
+                slot.dns_port = free_dns_port()?;
+            }
+        }
         layout.agents = agent_slots(&layout.agents, agents)?;
         write(&layout)?;
         return Ok(layout);
     }
     let mut slots = Vec::new();
     for i in 1..=masters {
-        slots.push(MasterSlot { name: format!("master-{i}"), port: free_port()? });
+        slots.push(MasterSlot { name: format!("master-{i}"), port: free_port()?, dns_port: free_dns_port()? });
     }
     let layout = Layout { masters: slots, agents: agent_slots(&[], agents)? };
     write(&layout)?;
@@ -181,6 +205,11 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
             },
             raft: RaftTuning::default(),
             agents: Default::default(),
+            // An unprivileged loopback port per master (written to cluster.json).
+            dns: DnsConfig {
+                listen: format!("127.0.0.1:{}", slot.dns_port).parse().expect("loopback address"),
+                ..DnsConfig::default()
+            },
         };
         let path = node_dir.join("master.toml");
         pki::ca::write_file(&path, &config.to_toml(), false)?;
@@ -341,6 +370,7 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
             data_dir: config.data_dir.clone(),
             config: path.clone(),
             log,
+            dns: config.dns.enabled.then(|| config.dns.listen.to_string()),
         });
         children.push((config.name.clone(), child));
     }
@@ -355,6 +385,7 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
             data_dir: config.work_dir.clone(),
             config: path.clone(),
             log,
+            dns: None,
         });
         children.push((config.name.clone(), child));
     }
@@ -400,6 +431,11 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
     } else {
         println!("medos dev cluster {cluster_id} is up ({} master(s), {} agent(s))", urls.len(), prepared.agents.len());
         println!("  API:        {}", urls.join(", "));
+        let dns: Vec<&str> = nodes.iter().filter_map(|n| n.dns.as_deref()).collect();
+        if let Some(first) = dns.first() {
+            let (host, port) = first.rsplit_once(':').unwrap_or((first, "53"));
+            println!("  DNS:        {}  (try: dig @{host} -p {port} leader.mesos)", dns.join(", "));
+        }
         println!("  admin:      {ADMIN_USER} / password in {}", prepared.password_file.display());
         println!("  state:      {}  (rerun with the same --dir to keep it)", dir.display());
         if !args.no_attach {

@@ -1,6 +1,7 @@
 //! `medos master` configuration: a TOML file and/or flags (flags win).
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,89 @@ impl Default for AgentTimeouts {
     }
 }
 
+/// The cluster DNS server every master runs (`[dns]`).
+///
+/// On by default on `0.0.0.0:53` (UDP and TCP), as Mesos-DNS on DC/OS masters; binding port 53
+/// needs root or `CAP_NET_BIND_SERVICE`. `enabled = false` turns it off (the in-process test
+/// harness does; `medos dev` uses an unprivileged loopback port instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    /// UDP and TCP address; port 0 picks a free port (the same for both).
+    pub listen: SocketAddr,
+    /// The cluster domain (`leader.mesos`, `app-grp.marathon.mesos`, …).
+    pub domain: String,
+    /// Upstream servers for every other name, `IP` or `IP:port` (53 by default); tried in
+    /// order. Empty: names outside the cluster domain get REFUSED.
+    pub resolvers: Vec<String>,
+    /// Zones sent to chosen servers instead of `resolvers`: `"corp.example" = ["10.0.0.2"]`.
+    pub forward_zones: BTreeMap<String, Vec<String>>,
+    /// How long one upstream may take before the next is tried.
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 53),
+            domain: crate::core::dns::DEFAULT_DOMAIN.into(),
+            resolvers: Vec::new(),
+            forward_zones: BTreeMap::new(),
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// No DNS server (tests that do not need one).
+    pub fn disabled() -> Self {
+        Self { enabled: false, ..Self::default() }
+    }
+
+    /// Checks every field, naming the bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid { field, message };
+        crate::core::dns::validate_domain(&self.domain).map_err(|m| invalid("dns.domain", m))?;
+        for r in &self.resolvers {
+            parse_upstream(r).map_err(|m| invalid("dns.resolvers", m))?;
+        }
+        for (zone, servers) in &self.forward_zones {
+            crate::core::dns::validate_domain(zone).map_err(|m| invalid("dns.forward_zones", m))?;
+            if crate::core::dns::normalize(zone) == crate::core::dns::normalize(&self.domain)
+                || crate::core::dns::normalize(zone)
+                    .ends_with(&format!(".{}", crate::core::dns::normalize(&self.domain)))
+            {
+                return Err(invalid(
+                    "dns.forward_zones",
+                    format!("zone {zone:?} is inside the cluster domain {:?}, which the masters answer", self.domain),
+                ));
+            }
+            if servers.is_empty() {
+                return Err(invalid("dns.forward_zones", format!("zone {zone:?} lists no servers")));
+            }
+            for r in servers {
+                parse_upstream(r).map_err(|m| invalid("dns.forward_zones", format!("zone {zone:?}: {m}")))?;
+            }
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return Err(invalid("dns.timeout_ms", "must be 1 to 60000".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An upstream DNS server: `IP`, `IP:port`, `[IPv6]:port` (port 53 by default).
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an IP address with an optional port, such as 10.0.0.2 or 10.0.0.2:5353"))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MasterConfig {
@@ -125,6 +209,8 @@ pub struct MasterConfig {
     pub raft: RaftTuning,
     #[serde(default)]
     pub agents: AgentTimeouts,
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +239,10 @@ pub struct MasterOverrides {
     pub ca_key: Option<PathBuf>,
     pub admin_user: Option<String>,
     pub admin_password_file: Option<PathBuf>,
+    pub dns_listen: Option<SocketAddr>,
+    pub dns_domain: Option<String>,
+    pub dns_resolvers: Vec<String>,
+    pub dns_disabled: bool,
 }
 
 /// The file's shape before flags are merged: everything optional.
@@ -173,6 +263,8 @@ struct PartialConfig {
     raft: RaftTuning,
     #[serde(default)]
     agents: AgentTimeouts,
+    #[serde(default)]
+    dns: DnsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +349,21 @@ impl MasterConfig {
                 message: "need heartbeat_ms < election_min_ms < election_max_ms".into(),
             });
         }
+        let mut dns = partial.dns;
+        if let Some(listen) = flags.dns_listen {
+            dns.listen = listen;
+        }
+        if let Some(domain) = flags.dns_domain {
+            dns.domain = domain;
+        }
+        if !flags.dns_resolvers.is_empty() {
+            dns.resolvers = flags.dns_resolvers;
+        }
+        if flags.dns_disabled {
+            dns.enabled = false;
+        }
+        dns.domain = dns.domain.trim_end_matches('.').to_ascii_lowercase();
+        dns.validate()?;
         Ok(Self {
             name,
             data_dir: flags.data_dir.or(partial.data_dir).ok_or(ConfigError::Missing("data_dir", "data-dir"))?,
@@ -272,6 +379,7 @@ impl MasterConfig {
             bootstrap,
             raft,
             agents: partial.agents,
+            dns,
         })
     }
 
@@ -323,6 +431,42 @@ key = "m1.key"
     }
 
     #[test]
+    fn dns_defaults_file_and_flags() {
+        let f = write(GOOD);
+        let c = MasterConfig::load(Some(f.path()), MasterOverrides::default()).unwrap();
+        assert_eq!(c.dns, DnsConfig::default());
+        assert!(c.dns.enabled);
+        assert_eq!(c.dns.listen.to_string(), "0.0.0.0:53");
+        assert_eq!(c.dns.domain, "mesos");
+
+        let text = format!(
+            "{GOOD}\n[dns]\nlisten = \"127.0.0.1:5353\"\ndomain = \"Cluster.Local.\"\nresolvers = [\"10.0.0.2\", \"[::1]:5300\"]\n\
+             [dns.forward_zones]\n\"corp.example\" = [\"10.1.0.2:5353\"]\n"
+        );
+        let f = write(&text);
+        let c = MasterConfig::load(Some(f.path()), MasterOverrides::default()).unwrap();
+        assert_eq!(c.dns.listen.to_string(), "127.0.0.1:5353");
+        assert_eq!(c.dns.domain, "cluster.local");
+        assert_eq!(c.dns.resolvers, vec!["10.0.0.2", "[::1]:5300"]);
+        assert_eq!(c.dns.forward_zones["corp.example"], vec!["10.1.0.2:5353"]);
+        let round_trip = write(&c.to_toml());
+        assert_eq!(MasterConfig::load(Some(round_trip.path()), MasterOverrides::default()).unwrap(), c);
+
+        let flags = MasterOverrides {
+            dns_listen: Some("127.0.0.1:1053".parse().unwrap()),
+            dns_resolvers: vec!["1.1.1.1".into()],
+            dns_disabled: true,
+            ..Default::default()
+        };
+        let c = MasterConfig::load(Some(f.path()), flags).unwrap();
+        assert_eq!(c.dns.listen.port(), 1053);
+        assert_eq!(c.dns.resolvers, vec!["1.1.1.1"]);
+        assert!(!c.dns.enabled);
+        assert_eq!(parse_upstream("10.0.0.2").unwrap().to_string(), "10.0.0.2:53");
+        assert_eq!(parse_upstream("::1").unwrap().to_string(), "[::1]:53");
+    }
+
+    #[test]
     fn bad_configs_name_the_field() {
         let cases = [
             (GOOD.replace("name = \"m1\"", "name = \"M 1\""), "name"),
@@ -333,6 +477,17 @@ key = "m1.key"
             (GOOD.replace("\"m1=https://127.0.0.1:7001\", ", ""), "not in the list"),
             (GOOD.replace("ca_key = \"ca.key\"", "ca_key = \"\""), "ca_key"),
             (GOOD.replace("ca_key = \"ca.key\"", "ca_key = 5"), "ca_key"),
+            (format!("{GOOD}\n[dns]\ndomain = \"bad_domain\"\n"), "dns.domain"),
+            (format!("{GOOD}\n[dns]\nresolvers = [\"8.8.8.8:x\"]\n"), "dns.resolvers"),
+            (format!("{GOOD}\n[dns]\nforward_zones = {{ corp = [] }}\n"), "dns.forward_zones"),
+            (format!("{GOOD}\n[dns]\nforward_zones = {{ corp = [\"host\"] }}\n"), "dns.forward_zones"),
+            (format!("{GOOD}\n[dns]\nlisten = \"53\"\n"), "listen"),
+            (format!("{GOOD}\n[dns]\nport = 53\n"), "port"),
+            (format!("{GOOD}\n[dns]\ntimeout_ms = 0\n"), "dns.timeout_ms"),
+            (
+                format!("{GOOD}\n[dns]\nforward_zones = {{ \"x.mesos\" = [\"10.0.0.1\"] }}\n"),
+                "inside the cluster domain",
+            ),
         ];
         for (text, needle) in cases {
             let f = write(&text);

@@ -35,6 +35,8 @@ pub enum MasterError {
     Bootstrap(String),
     #[error("invalid setting `ca_key`: {0}")]
     CaKey(String),
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsServerError),
 }
 
 /// Why a proposal or a linearizable read did not complete.
@@ -119,12 +121,22 @@ pub struct RunningMaster {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The cluster DNS server (`None` when `dns.enabled` is false).
+    dns: Option<crate::dns::DnsServer>,
 }
 
 impl RunningMaster {
-    /// Stops the API and the Raft node and flushes storage.
+    /// Where the cluster DNS server listens (UDP and TCP), if it runs.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().map(|d| d.addr())
+    }
+
+    /// Stops the API, DNS and the Raft node and flushes storage.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        if let Some(dns) = self.dns {
+            dns.stop().await;
+        }
         let _ = self.master.raft.shutdown().await;
         for t in self.tasks {
             t.abort();
@@ -345,6 +357,20 @@ pub async fn start(
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");
 
+    let dns = if master.config.dns.enabled {
+        let metrics = master.raft.metrics();
+        let leader: crate::dns::LeaderFn = Arc::new(move || metrics.borrow().current_leader);
+        match crate::dns::DnsServer::start(&master.config.dns, master.state.clone(), leader).await {
+            Ok(dns) => Some(dns),
+            Err(e) => {
+                let _ = master.raft.shutdown().await;
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
+
     let (shutdown, shutdown_rx) = watch::channel(false);
     let app = crate::api::router(master.clone(), faults);
     let server = tokio::spawn(crate::api::server::serve(listener, server_tls, app, shutdown_rx));
@@ -358,6 +384,7 @@ pub async fn start(
         addr,
         shutdown,
         tasks: vec![server, bootstrap, duties, agent_duties, blob_sync, marathon],
+        dns,
     })
 }
 

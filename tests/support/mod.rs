@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use medos::api::client::Client;
-use medos::master::config::{BootstrapConfig, InitialMaster, MasterConfig, RaftTuning};
+use medos::master::config::{BootstrapConfig, DnsConfig, InitialMaster, MasterConfig, RaftTuning};
 use medos::master::network::Faults;
 use medos::master::{RunningMaster, start};
 use medos::pki::{Ca, Role, TlsFiles};
@@ -42,6 +42,8 @@ pub struct TestCluster {
     pub tuning: RaftTuning,
     /// Whether masters get the CA key (`ca_key`) and so sign certificates for joining agents.
     pub ca_key: bool,
+    /// The DNS settings every master gets (`None`: no DNS server).
+    pub dns: Option<DnsConfig>,
     ca: Ca,
 }
 
@@ -79,12 +81,22 @@ impl TestCluster {
 
     /// Starts `n` masters that bootstrap together, with or without the CA key.
     pub async fn start_with_ca_key(n: usize, tuning: RaftTuning, ca_key: bool) -> Self {
+        Self::start_with_options(n, tuning, ca_key, None).await
+    }
+
+    /// Starts `n` masters that bootstrap together, each with a DNS server configured by `dns`
+    /// (give `listen` port 0 for a free port per master).
+    pub async fn start_with_dns(n: usize, tuning: RaftTuning, dns: DnsConfig) -> Self {
+        Self::start_with_options(n, tuning, true, Some(dns)).await
+    }
+
+    async fn start_with_options(n: usize, tuning: RaftTuning, ca_key: bool, dns: Option<DnsConfig>) -> Self {
         init_logging();
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::init(&dir.path().join("pki"), "test").unwrap();
         std::fs::write(dir.path().join("password"), PASSWORD).unwrap();
         let mut cluster =
-            TestCluster { dir, faults: Arc::new(Faults::default()), nodes: BTreeMap::new(), tuning, ca_key, ca };
+            TestCluster { dir, faults: Arc::new(Faults::default()), nodes: BTreeMap::new(), tuning, ca_key, dns, ca };
         let mut listeners = Vec::new();
         for i in 1..=n {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -120,6 +132,7 @@ impl TestCluster {
             },
             raft: self.tuning.clone(),
             agents: medos::master::config::AgentTimeouts { heartbeat_interval_ms: 200, unreachable_after_ms: 1_500 },
+            dns: self.dns.clone().unwrap_or_else(DnsConfig::disabled),
         }
     }
 

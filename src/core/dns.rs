@@ -1,0 +1,759 @@
+//! Cluster DNS answers, computed from the replicated state (pure: no sockets, no clock).
+//!
+//! Names follow Mesos-DNS, under the cluster domain (`mesos` by default):
+//!
+//! | name | type | answer |
+//! | --- | --- | --- |
+//! | `<domain>` | SOA, NS | `ns1.<domain>` serves the zone (every master does) |
+//! | `ns1.<domain>` | A/AAAA | every master |
+//! | `leader.<domain>` | A/AAAA | the Raft leader |
+//! | `master.<domain>`, `master<N>.<domain>` | A/AAAA | every master, the N-th master |
+//! | `_leader._tcp.<domain>`, `_leader._udp.<domain>` | SRV | `leader.<domain>`, the API port |
+//! | `agent.<domain>`, `slave.<domain>` | A/AAAA | every active agent |
+//! | `marathon.<domain>` | A/AAAA | the leader (the built-in Marathon runs there) |
+//! | `<task>.<framework>.<domain>` | A/AAAA | the agent of each running instance |
+//! | `<task>.<framework>.slave.<domain>` | A/AAAA | the same (the agent's address) |
+//! | `<task>-<hash>-<agent>.<framework>[.slave].<domain>` | A/AAAA | one instance |
+//! | `_<task>._tcp.<framework>[.slave].<domain>` (and `_udp`) | SRV | one per host port of each instance, target the instance's `…slave.<domain>` name |
+//! | `_<port name>._<task>._tcp.<framework>.<domain>` | SRV | the same, for a named port |
+//!
+//! `<task>` is the task's name made a DNS label the Mesos-DNS way (RFC 1123: lower case;
+//! `.`, `_` and `-` become `-`; other characters are dropped; at most 63 characters). Marathon
+//! names a task after its app id's segments innermost first, so app `/grp/app` is
+//! `app-grp.marathon.<domain>`. `<hash>` is 5 characters derived from the task id and `<agent>`
+//! the last `-` field of the agent id (`s0`). Only TASK_RUNNING tasks are named, and of tasks
+//! with health checks only those reported healthy. SRV protocols come from the app's
+//! `portDefinitions` (`tcp`, `udp` or `udp,tcp`); a task of another framework has no port
+//! protocols, so, as in Mesos-DNS, each of its ports is offered under both `_tcp` and `_udp`.
+//!
+//! TTLs: [`TTL`] (60 s, Mesos-DNS's default) for masters, agents and the zone records;
+//! [`TASK_TTL`] (5 s) for task names, which change whenever an instance starts, dies or moves;
+//! negative answers are cached for [`NEGATIVE_TTL`] (the SOA minimum) so a name that starts to
+//! exist is found within seconds. Names are case-insensitive.
+
+use ::core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::agents::AgentStatus;
+use super::marathon::state::FRAMEWORK_ID as MARATHON;
+use super::state::State;
+use super::tasks::{Task, TaskState};
+
+/// The cluster domain when none is configured (Mesos-DNS's default).
+pub const DEFAULT_DOMAIN: &str = "mesos";
+/// TTL of masters, agents and the zone's own records (Mesos-DNS's default `ttl`).
+pub const TTL: u32 = 60;
+/// TTL of task names: short, because instances come and go.
+pub const TASK_TTL: u32 = 5;
+/// How long resolvers may cache "no such name" (the SOA minimum).
+pub const NEGATIVE_TTL: u32 = 5;
+/// Longest DNS label (RFC 1123).
+pub const MAX_LABEL: usize = 63;
+
+/// The record types the cluster zone knows; anything else is [`RecordType::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordType {
+    A,
+    Aaaa,
+    Srv,
+    Ns,
+    Soa,
+    /// `ANY` (`*`): every record of the name.
+    Any,
+    Other(u16),
+}
+
+/// The start of authority of the cluster zone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Soa {
+    pub mname: String,
+    pub rname: String,
+    pub serial: u32,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub minimum: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RecordData {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Srv { priority: u16, weight: u16, port: u16, target: String },
+    Ns(String),
+    Soa(Soa),
+}
+
+impl RecordData {
+    fn matches(&self, t: RecordType) -> bool {
+        matches!(
+            (self, t),
+            (_, RecordType::Any)
+                | (RecordData::A(_), RecordType::A)
+                | (RecordData::Aaaa(_), RecordType::Aaaa)
+                | (RecordData::Srv { .. }, RecordType::Srv)
+                | (RecordData::Ns(_), RecordType::Ns)
+                | (RecordData::Soa(_), RecordType::Soa)
+        )
+    }
+}
+
+/// One resource record. Names are absolute, with the trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub name: String,
+    pub ttl: u32,
+    pub data: RecordData,
+}
+
+/// The response code of an answer from the cluster zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+}
+
+/// What the zone says about one query. `NoError` with no answers is NODATA: the name exists
+/// but has no record of the asked type. Negative answers carry the SOA in `authority`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub rcode: Rcode,
+    pub answers: Vec<Record>,
+    pub authority: Vec<Record>,
+}
+
+impl Answer {
+    pub fn is_nxdomain(&self) -> bool {
+        self.rcode == Rcode::NxDomain
+    }
+
+    pub fn is_nodata(&self) -> bool {
+        self.rcode == Rcode::NoError && self.answers.is_empty()
+    }
+}
+
+/// Lower-cases `name` and gives it its trailing dot.
+pub fn normalize(name: &str) -> String {
+    let mut n = name.to_ascii_lowercase();
+    if !n.ends_with('.') {
+        n.push('.');
+    }
+    n
+}
+
+/// Whether `domain` can be the cluster domain: dot-separated RFC 1123 labels.
+pub fn validate_domain(domain: &str) -> Result<(), String> {
+    let d = domain.trim_end_matches('.');
+    if d.is_empty() || d.len() > 253 {
+        return Err(format!("{domain:?} must be a DNS name of 1 to 253 characters, such as mesos"));
+    }
+    for label in d.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= MAX_LABEL
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "{domain:?}: label {label:?} must be 1 to 63 letters, digits or inner '-' (such as mesos or cluster.local)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Makes `name` one DNS label the way Mesos-DNS does (RFC 1123): letters lower-cased,
+/// `.`, `_` and `-` become `-`, other characters dropped, no leading or trailing `-`, at most
+/// 63 characters. Empty when nothing is left.
+pub fn label(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .filter_map(|c| match c {
+            'A'..='Z' => Some(c.to_ascii_lowercase()),
+            'a'..='z' | '0'..='9' => Some(c),
+            '-' | '.' | '_' => Some('-'),
+            _ => None,
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches('-');
+    let cut = &trimmed[..trimmed.len().min(MAX_LABEL)];
+    cut.trim_end_matches('-').to_string()
+}
+
+/// Makes a dotted name (a framework name) a sequence of labels, dropping empty ones.
+pub fn domain_fragment(name: &str) -> String {
+    name.split('.').map(label).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(".")
+}
+
+/// The Mesos-DNS label of a Marathon app id: its segments innermost first, joined with `-`
+/// (`/grp/app` → `app-grp`).
+pub fn app_label(app_id: &str) -> String {
+    let mut segments: Vec<&str> = app_id.split('/').filter(|s| !s.is_empty()).collect();
+    segments.reverse();
+    label(&segments.join("."))
+}
+
+/// Five characters that tell instances of one task name apart: a 64-bit FNV-1a hash of the
+/// task id in the z-base-32 alphabet Mesos-DNS uses for the same purpose.
+fn task_hash(task_id: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in task_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..5).map(|i| char::from(ALPHABET[((h >> (59 - 5 * i)) & 31) as usize])).collect()
+}
+
+/// The last `-` field of an agent id (`…-S0` → `s0`), as a label.
+fn agent_tail(agent_id: &str) -> String {
+    label(agent_id.rsplit('-').next().unwrap_or(agent_id))
+}
+
+/// Host and port of an `https://host:port/…` URL.
+fn url_host_port(url: &str) -> Option<(IpAddr, Option<u16>)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let ip = host.parse().ok()?;
+    Some((ip, port.and_then(|p| p.parse().ok())))
+}
+
+fn address(ip: IpAddr) -> RecordData {
+    match ip {
+        IpAddr::V4(v4) => RecordData::A(v4),
+        IpAddr::V6(v6) => RecordData::Aaaa(v6),
+    }
+}
+
+/// The cluster zone: every record the state implies, built once per state change.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// Normalised domain with the trailing dot (`mesos.`).
+    domain: String,
+    records: BTreeMap<String, Vec<Record>>,
+    /// Names that own no records but have names below them (RFC 8020: NODATA, not NXDOMAIN).
+    nonterminals: BTreeSet<String>,
+    soa: Record,
+}
+
+impl Zone {
+    /// Builds the zone for `domain` from `state`; `leader` is the Raft leader's node id.
+    pub fn build(state: &State, domain: &str, leader: Option<u64>) -> Zone {
+        let domain = normalize(domain.trim_end_matches('.'));
+        let ns = format!("ns1.{domain}");
+        let soa = Record {
+            name: domain.clone(),
+            ttl: TTL,
+            data: RecordData::Soa(Soa {
+                mname: ns.clone(),
+                rname: format!("root.{ns}"),
+                // The applied index: it grows with every change of the zone.
+                serial: (state.last_applied & u64::from(u32::MAX)) as u32,
+                refresh: 60,
+                retry: 600,
+                expire: 86_400,
+                minimum: NEGATIVE_TTL,
+            }),
+        };
+        let mut zone = Zone { domain: domain.clone(), records: BTreeMap::new(), nonterminals: BTreeSet::new(), soa };
+        zone.add(domain.clone(), TTL, zone.soa.data.clone());
+        zone.add(domain.clone(), TTL, RecordData::Ns(ns.clone()));
+        zone.masters(state, leader);
+        zone.agents(state);
+        for task in state.tasks.values() {
+            zone.task(state, task);
+        }
+        let names: Vec<String> = zone.records.keys().cloned().collect();
+        for name in names {
+            let mut rest = name.as_str();
+            while let Some((_, parent)) = rest.split_once('.') {
+                if parent.len() <= domain.len() {
+                    break;
+                }
+                if !zone.records.contains_key(parent) {
+                    zone.nonterminals.insert(parent.to_string());
+                }
+                rest = parent;
+            }
+        }
+        zone
+    }
+
+    fn add(&mut self, name: String, ttl: u32, data: RecordData) {
+        let records = self.records.entry(name.clone()).or_default();
+        if !records.iter().any(|r| r.data == data) {
+            records.push(Record { name, ttl, data });
+        }
+    }
+
+    fn masters(&mut self, state: &State, leader: Option<u64>) {
+        let d = self.domain.clone();
+        for (n, master) in state.masters.iter().enumerate() {
+            let Some((ip, port)) = url_host_port(&master.api) else { continue };
+            self.add(format!("master.{d}"), TTL, address(ip));
+            self.add(format!("master{n}.{d}"), TTL, address(ip));
+            self.add(format!("ns1.{d}"), TTL, address(ip));
+            if leader == Some(master.id) {
+                self.add(format!("leader.{d}"), TTL, address(ip));
+                self.add(format!("{MARATHON}.{d}"), TTL, address(ip));
+                if let Some(port) = port {
+                    for proto in ["tcp", "udp"] {
+                        let target = format!("leader.{d}");
+                        let srv = RecordData::Srv { priority: 0, weight: 1, port, target };
+                        self.add(format!("_leader._{proto}.{d}"), TTL, srv);
+                    }
+                }
+            }
+        }
+    }
+
+    fn agents(&mut self, state: &State) {
+        let d = self.domain.clone();
+        for agent in state.agents.values().filter(|a| a.status == AgentStatus::Active) {
+            let Ok(ip) = agent.address.parse::<IpAddr>() else { continue };
+            self.add(format!("agent.{d}"), TTL, address(ip));
+            self.add(format!("slave.{d}"), TTL, address(ip));
+        }
+    }
+
+    fn task(&mut self, state: &State, task: &Task) {
+        if task.state != TaskState::TASK_RUNNING {
+            return;
+        }
+        let app = (task.framework_id == MARATHON)
+            .then(|| task.app_id.as_ref().and_then(|id| state.marathon.apps.get(id)))
+            .flatten()
+            .map(|record| &record.app);
+        let checked = !task.spec.health_checks.is_empty() || app.is_some_and(|a| !a.health_checks.is_empty());
+        if checked && task.healthy != Some(true) {
+            return;
+        }
+        let Some(agent) = state.agents.get(&task.agent_id) else { return };
+        let Ok(ip) = agent.address.parse::<IpAddr>() else { return };
+        let (name, framework) = (label(&task.spec.name), domain_fragment(&task.framework_id));
+        if name.is_empty() || framework.is_empty() {
+            return;
+        }
+        let d = self.domain.clone();
+        let canonical = format!("{name}-{}-{}", task_hash(&task.id), agent_tail(&task.agent_id));
+        for host in [&name, &canonical] {
+            self.add(format!("{host}.{framework}.{d}"), TASK_TTL, address(ip));
+            self.add(format!("{host}.{framework}.slave.{d}"), TASK_TTL, address(ip));
+        }
+        let target = format!("{canonical}.{framework}.slave.{d}");
+        for (i, &port) in task.ports.iter().enumerate() {
+            let definition = app.and_then(|a| a.port_definitions.get(i));
+            let protocols: Vec<&str> = match definition {
+                Some(p) => {
+                    let list: Vec<&str> = p
+                        .protocol
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| p.eq_ignore_ascii_case("tcp") || p.eq_ignore_ascii_case("udp"))
+                        .collect();
+                    if list.is_empty() { vec!["tcp"] } else { list }
+                }
+                None if app.is_some() => vec!["tcp"],
+                None => vec!["tcp", "udp"],
+            };
+            let port_name = definition.and_then(|p| p.name.as_deref()).map(label).filter(|l| !l.is_empty());
+            for proto in protocols {
+                let proto = proto.to_ascii_lowercase();
+                let srv = RecordData::Srv { priority: 0, weight: 1, port, target: target.clone() };
+                self.add(format!("_{name}._{proto}.{framework}.{d}"), TASK_TTL, srv.clone());
+                self.add(format!("_{name}._{proto}.{framework}.slave.{d}"), TASK_TTL, srv.clone());
+                if let Some(port_name) = &port_name {
+                    self.add(format!("_{port_name}._{name}._{proto}.{framework}.{d}"), TASK_TTL, srv);
+                }
+            }
+        }
+    }
+
+    /// The normalised cluster domain (`mesos.`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Whether `name` is the cluster domain or below it (else it is forwarded).
+    pub fn contains(&self, name: &str) -> bool {
+        let n = normalize(name);
+        n == self.domain || n.strip_suffix(self.domain.as_str()).is_some_and(|prefix| prefix.ends_with('.'))
+    }
+
+    /// Answers a query, or `None` when `name` is outside the cluster domain. Answer records
+    /// carry the name as asked (its case preserved).
+    pub fn answer(&self, name: &str, rtype: RecordType) -> Option<Answer> {
+        if !self.contains(name) {
+            return None;
+        }
+        let key = normalize(name);
+        let asked = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+        let negative = |rcode| Answer { rcode, answers: vec![], authority: vec![self.negative_soa()] };
+        match self.records.get(&key) {
+            Some(records) => {
+                let answers: Vec<Record> = records
+                    .iter()
+                    .filter(|r| r.data.matches(rtype))
+                    .map(|r| Record { name: asked.clone(), ttl: r.ttl, data: r.data.clone() })
+                    .collect();
+                if answers.is_empty() {
+                    Some(negative(Rcode::NoError))
+                } else {
+                    Some(Answer { rcode: Rcode::NoError, answers, authority: vec![] })
+                }
+            }
+            None if self.nonterminals.contains(&key) => Some(negative(Rcode::NoError)),
+            None => Some(negative(Rcode::NxDomain)),
+        }
+    }
+
+    /// The SOA for negative answers: its TTL is the negative-caching time (RFC 2308).
+    fn negative_soa(&self) -> Record {
+        Record { ttl: NEGATIVE_TTL, ..self.soa.clone() }
+    }
+
+    /// Every record, for diagnostics and tests.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values().flatten()
+    }
+}
+
+/// Answers one query from `state` (builds the zone; servers keep a built [`Zone`] instead).
+pub fn answer(state: &State, domain: &str, leader: Option<u64>, name: &str, rtype: RecordType) -> Option<Answer> {
+    Zone::build(state, domain, leader).answer(name, rtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::core::agents::{Agent, AgentMode};
+    use crate::core::marathon::path::PathId;
+    use crate::core::marathon::state::AppRecord;
+    use crate::core::marathon::validation::parse_app;
+    use crate::core::resources::Resources;
+    use crate::core::state::MasterInfo;
+    use crate::core::tasks::{CommandSpec, TaskSpec};
+
+    fn agent(id: &str, address: &str, status: AgentStatus) -> Agent {
+        Agent {
+            id: id.into(),
+            hostname: format!("host-{id}"),
+            address: address.into(),
+            api: format!("https://{address}:5051"),
+            total: Resources { cpus: 4.0, mem: 4096.0, disk: 0.0, ports: vec![] },
+            attributes: BTreeMap::new(),
+            public: false,
+            status,
+            mode: AgentMode::Normal,
+            registered_at_ms: 1,
+            status_changed_at_ms: 1,
+            version: String::new(),
+        }
+    }
+
+    fn task(id: &str, framework: &str, name: &str, agent: &str, state: TaskState, ports: &[u16]) -> Task {
+        Task {
+            id: id.into(),
+            framework_id: framework.into(),
+            agent_id: agent.into(),
+            spec: TaskSpec {
+                name: name.into(),
+                command: CommandSpec { shell: true, value: "sleep 1000".into(), arguments: vec![] },
+                image: None,
+                resources: Resources { cpus: 0.1, mem: 32.0, disk: 0.0, ports: vec![] },
+                port_count: ports.len() as u16,
+                env: BTreeMap::new(),
+                user: None,
+                kill_grace_ms: 1000,
+                labels: BTreeMap::new(),
+                health_checks: vec![],
+                fetch: vec![],
+            },
+            state,
+            reason: None,
+            message: String::new(),
+            ports: ports.to_vec(),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            exit_code: None,
+            healthy: None,
+            kill_grace_ms: None,
+            statuses: vec![],
+            image: None,
+            app_id: None,
+            app_version: None,
+        }
+    }
+
+    fn marathon_task(id: &str, app: &str, agent: &str, state: TaskState, ports: &[u16]) -> Task {
+        let mut segments: Vec<&str> = app.split('/').filter(|s| !s.is_empty()).collect();
+        segments.reverse();
+        let mut t = task(id, MARATHON, &segments.join("."), agent, state, ports);
+        t.app_id = Some(app.into());
+        t
+    }
+
+    fn add_app(state: &mut State, definition: serde_json::Value) {
+        let app = parse_app(&definition, &PathId::root()).expect("valid app");
+        let id = app.id.to_string();
+        state.marathon.apps.insert(id, AppRecord { app, versions: BTreeMap::new() });
+    }
+
+    /// Three masters (m2 leads), two active agents and one unreachable, and tasks: `/grp/web`
+    /// (two running instances, a tcp and a udp port), `/checked` (health checks: one healthy,
+    /// one unhealthy, one unknown), a staging and a finished instance, and a one-off task.
+    fn cluster() -> State {
+        let mut s = State { last_applied: 42, ..State::default() };
+        for (id, name, ip) in [(11, "m1", "10.0.0.1"), (22, "m2", "10.0.0.2"), (33, "m3", "10.0.0.3")] {
+            s.masters.push(MasterInfo { id, name: name.into(), api: format!("https://{ip}:7443"), voter: true });
+        }
+        for (id, ip, status) in [
+            ("c1-S0", "10.0.1.1", AgentStatus::Active),
+            ("c1-S1", "10.0.1.2", AgentStatus::Active),
+            ("c1-S2", "10.0.1.3", AgentStatus::Unreachable),
+            ("c1-S3", "fd00::4", AgentStatus::Active),
+        ] {
+            s.agents.insert(id.into(), agent(id, ip, status));
+        }
+        add_app(
+            &mut s,
+            json!({"id": "/grp/web", "cmd": "sleep 1000", "portDefinitions": [
+                {"port": 0, "protocol": "tcp", "name": "http"}, {"port": 0, "protocol": "udp"}]}),
+        );
+        add_app(&mut s, json!({"id": "/checked", "cmd": "sleep 1000", "healthChecks": [{"protocol": "MESOS_TCP"}]}));
+        let mut tasks = vec![
+            marathon_task("web.1", "/grp/web", "c1-S0", TaskState::TASK_RUNNING, &[31000, 31001]),
+            marathon_task("web.2", "/grp/web", "c1-S1", TaskState::TASK_RUNNING, &[31005, 31006]),
+            marathon_task("web.3", "/grp/web", "c1-S1", TaskState::TASK_STAGING, &[31007, 31008]),
+            marathon_task("web.4", "/grp/web", "c1-S0", TaskState::TASK_FINISHED, &[31009, 31010]),
+            marathon_task("checked.1", "/checked", "c1-S0", TaskState::TASK_RUNNING, &[31100]),
+            marathon_task("checked.2", "/checked", "c1-S1", TaskState::TASK_RUNNING, &[31101]),
+            marathon_task("checked.3", "/checked", "c1-S1", TaskState::TASK_RUNNING, &[31102]),
+            task("one.1", "medos-tasks", "Backup_Job", "c1-S1", TaskState::TASK_RUNNING, &[32000]),
+            task("v6.1", "medos-tasks", "six", "c1-S3", TaskState::TASK_RUNNING, &[]),
+        ];
+        tasks[4].healthy = Some(true);
+        tasks[5].healthy = Some(false);
+        for t in tasks {
+            s.tasks.insert(t.id.clone(), t);
+        }
+        s
+    }
+
+    fn leader() -> Option<u64> {
+        Some(22)
+    }
+
+    /// What an answer holds, as sorted strings: `A 10.0.0.1`, `SRV 31000 target`, …
+    fn data(answer: &Answer) -> Vec<String> {
+        let mut out: Vec<String> = answer
+            .answers
+            .iter()
+            .map(|r| match &r.data {
+                RecordData::A(ip) => format!("A {ip}"),
+                RecordData::Aaaa(ip) => format!("AAAA {ip}"),
+                RecordData::Srv { port, target, .. } => format!("SRV {port} {target}"),
+                RecordData::Ns(n) => format!("NS {n}"),
+                RecordData::Soa(soa) => format!("SOA {} {} {}", soa.mname, soa.rname, soa.serial),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn canonical(task_id: &str, name: &str, agent_tail: &str) -> String {
+        format!("{name}-{}-{agent_tail}", task_hash(task_id))
+    }
+
+    #[test]
+    fn records_of_every_type() {
+        let s = cluster();
+        let web1 = canonical("web.1", "web-grp", "s0");
+        let web2 = canonical("web.2", "web-grp", "s1");
+        let srv = |port: u16, host: &str| format!("SRV {port} {host}.marathon.slave.mesos.");
+        let (web1_name, web2_slave) = (format!("{web1}.marathon.mesos"), format!("{web2}.marathon.slave.mesos"));
+        let cases: Vec<(&str, RecordType, Vec<String>)> = vec![
+            ("mesos", RecordType::Soa, vec!["SOA ns1.mesos. root.ns1.mesos. 42".into()]),
+            ("mesos", RecordType::Ns, vec!["NS ns1.mesos.".into()]),
+            ("ns1.mesos", RecordType::A, vec!["A 10.0.0.1".into(), "A 10.0.0.2".into(), "A 10.0.0.3".into()]),
+            ("leader.mesos", RecordType::A, vec!["A 10.0.0.2".into()]),
+            ("marathon.mesos", RecordType::A, vec!["A 10.0.0.2".into()]),
+            ("master.mesos", RecordType::A, vec!["A 10.0.0.1".into(), "A 10.0.0.2".into(), "A 10.0.0.3".into()]),
+            ("master0.mesos", RecordType::A, vec!["A 10.0.0.1".into()]),
+            ("master2.mesos", RecordType::A, vec!["A 10.0.0.3".into()]),
+            ("_leader._tcp.mesos", RecordType::Srv, vec!["SRV 7443 leader.mesos.".into()]),
+            ("_leader._udp.mesos", RecordType::Srv, vec!["SRV 7443 leader.mesos.".into()]),
+            ("agent.mesos", RecordType::A, vec!["A 10.0.1.1".into(), "A 10.0.1.2".into()]),
+            ("slave.mesos", RecordType::A, vec!["A 10.0.1.1".into(), "A 10.0.1.2".into()]),
+            ("agent.mesos", RecordType::Aaaa, vec!["AAAA fd00::4".into()]),
+            ("web-grp.marathon.mesos", RecordType::A, vec!["A 10.0.1.1".into(), "A 10.0.1.2".into()]),
+            ("web-grp.marathon.slave.mesos", RecordType::A, vec!["A 10.0.1.1".into(), "A 10.0.1.2".into()]),
+            (&web1_name, RecordType::A, vec!["A 10.0.1.1".into()]),
+            (&web2_slave, RecordType::A, vec!["A 10.0.1.2".into()]),
+            ("_web-grp._tcp.marathon.mesos", RecordType::Srv, vec![srv(31000, &web1), srv(31005, &web2)]),
+            ("_web-grp._tcp.marathon.slave.mesos", RecordType::Srv, vec![srv(31000, &web1), srv(31005, &web2)]),
+            ("_web-grp._udp.marathon.mesos", RecordType::Srv, vec![srv(31001, &web1), srv(31006, &web2)]),
+            ("_http._web-grp._tcp.marathon.mesos", RecordType::Srv, vec![srv(31000, &web1), srv(31005, &web2)]),
+            // Health checks: only the healthy instance.
+            ("checked.marathon.mesos", RecordType::A, vec!["A 10.0.1.1".into()]),
+            // Another framework: the task name made a label; ports under both protocols.
+            ("backup-job.medos-tasks.mesos", RecordType::A, vec!["A 10.0.1.2".into()]),
+            (
+                "_backup-job._udp.medos-tasks.mesos",
+                RecordType::Srv,
+                vec![format!("SRV 32000 {}.medos-tasks.slave.mesos.", canonical("one.1", "backup-job", "s1"))],
+            ),
+            ("six.medos-tasks.mesos", RecordType::Aaaa, vec!["AAAA fd00::4".into()]),
+        ];
+        for (name, rtype, want) in cases {
+            let answer = answer(&s, "mesos", leader(), name, rtype).expect("in the zone");
+            assert_eq!(answer.rcode, Rcode::NoError, "{name} {rtype:?}");
+            assert_eq!(data(&answer), want, "{name} {rtype:?}");
+            assert!(answer.answers.iter().all(|r| r.name == format!("{name}.")), "{name}: owner names");
+        }
+    }
+
+    #[test]
+    fn ttls_are_short_for_tasks_and_longer_for_the_rest() {
+        let s = cluster();
+        let ttl = |name: &str, t| answer(&s, "mesos", leader(), name, t).unwrap().answers[0].ttl;
+        assert_eq!(ttl("leader.mesos", RecordType::A), TTL);
+        assert_eq!(ttl("agent.mesos", RecordType::A), TTL);
+        assert_eq!(ttl("web-grp.marathon.mesos", RecordType::A), TASK_TTL);
+        assert_eq!(ttl("_web-grp._tcp.marathon.mesos", RecordType::Srv), TASK_TTL);
+        let negative = answer(&s, "mesos", leader(), "nope.mesos", RecordType::A).unwrap();
+        assert_eq!(negative.authority.len(), 1);
+        assert_eq!(negative.authority[0].ttl, NEGATIVE_TTL);
+        assert!(matches!(&negative.authority[0].data, RecordData::Soa(soa) if soa.minimum == NEGATIVE_TTL));
+    }
+
+    #[test]
+    fn nxdomain_versus_nodata() {
+        let s = cluster();
+        let canonical_web3 = format!("{}.marathon.mesos", canonical("web.3", "web-grp", "s1"));
+        let checked2 = format!("{}.marathon.mesos", canonical("checked.2", "checked", "s1"));
+        let checked3 = format!("{}.marathon.mesos", canonical("checked.3", "checked", "s1"));
+        // (name, type, NXDOMAIN?)
+        let cases: Vec<(&str, RecordType, bool)> = vec![
+            ("nothing.mesos", RecordType::A, true),
+            ("leader.mesos", RecordType::Srv, false),
+            ("leader.mesos", RecordType::Aaaa, false),
+            ("leader.mesos", RecordType::Other(16), false),
+            ("mesos", RecordType::A, false),
+            // Empty non-terminals exist (RFC 8020).
+            ("slave.mesos", RecordType::Srv, false),
+            ("medos-tasks.mesos", RecordType::A, false),
+            ("_tcp.marathon.mesos", RecordType::Srv, false),
+            ("_web-grp._tcp.marathon.mesos", RecordType::A, false),
+            // Unhealthy, unknown health, staging, finished and unknown apps have no names.
+            ("nosuch.marathon.mesos", RecordType::A, true),
+            (&canonical_web3, RecordType::A, true),
+            (&checked2, RecordType::A, true),
+            (&checked3, RecordType::A, true),
+            ("master9.mesos", RecordType::A, true),
+            ("a.b.c.leader.mesos", RecordType::A, true),
+        ];
+        for (name, rtype, nx) in cases {
+            let answer = answer(&s, "mesos", leader(), name, rtype).expect("in the zone");
+            if nx {
+                assert!(answer.is_nxdomain(), "{name} {rtype:?}: want NXDOMAIN, got {answer:?}");
+            } else {
+                assert!(answer.is_nodata(), "{name} {rtype:?}: want NODATA, got {answer:?}");
+            }
+            assert!(matches!(answer.authority[0].data, RecordData::Soa(_)), "{name}: SOA in authority");
+        }
+    }
+
+    #[test]
+    fn names_outside_the_domain_are_not_answered() {
+        let s = cluster();
+        for name in ["example.com", "com", "mesos.example.com", "notmesos", "xmesos.", "."] {
+            assert_eq!(answer(&s, "mesos", leader(), name, RecordType::A), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_keep_the_asked_spelling() {
+        let s = cluster();
+        for name in ["LEADER.MESOS", "Leader.Mesos.", "leader.mesos."] {
+            let a = answer(&s, "mesos", leader(), name, RecordType::A).unwrap();
+            assert_eq!(data(&a), vec!["A 10.0.0.2"], "{name}");
+            let asked = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+            assert_eq!(a.answers[0].name, asked);
+        }
+        let a = answer(&s, "MeSoS.", leader(), "Web-Grp.MARATHON.mesos", RecordType::A).unwrap();
+        assert_eq!(data(&a).len(), 2);
+    }
+
+    #[test]
+    fn another_domain_and_no_leader() {
+        let s = cluster();
+        let a = answer(&s, "dcos.example", None, "master.dcos.example", RecordType::A).unwrap();
+        assert_eq!(data(&a).len(), 3);
+        assert!(answer(&s, "dcos.example", None, "leader.dcos.example", RecordType::A).unwrap().is_nxdomain());
+        assert_eq!(answer(&s, "dcos.example", None, "leader.mesos", RecordType::A), None);
+    }
+
+    #[test]
+    fn any_returns_every_record_of_the_name() {
+        let s = cluster();
+        let a = answer(&s, "mesos", leader(), "mesos", RecordType::Any).unwrap();
+        assert_eq!(data(&a), vec!["NS ns1.mesos.", "SOA ns1.mesos. root.ns1.mesos. 42"]);
+    }
+
+    #[test]
+    fn labels_are_built_the_mesos_dns_way() {
+        let cases = [
+            ("app.grp", "app-grp"),
+            ("My_App.Group", "my-app-group"),
+            ("--x--", "x"),
+            ("a b!c", "abc"),
+            ("ünïcode", "ncode"),
+            ("...", ""),
+            (&"x".repeat(70), &"x".repeat(63)),
+            (&format!("{}-y", "x".repeat(62)), &"x".repeat(62)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(label(input), want, "{input}");
+        }
+        assert_eq!(app_label("/grp/app"), "app-grp");
+        assert_eq!(app_label("/a/b/c"), "c-b-a");
+        assert_eq!(app_label("/web"), "web");
+        assert_eq!(domain_fragment("my.Frame_work"), "my.frame-work");
+        assert_eq!(task_hash("a").len(), 5);
+        assert_ne!(task_hash("a"), task_hash("b"));
+        assert_eq!(agent_tail("4f0f-aa-S12"), "s12");
+    }
+
+    #[test]
+    fn domains_are_validated() {
+        for good in ["mesos", "cluster.local", "a-b.c1", "mesos."] {
+            assert!(validate_domain(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "-x", "a..b", "a_b", "x-", &"y".repeat(64)] {
+            assert!(validate_domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn master_urls_give_addresses_and_ports() {
+        assert_eq!(url_host_port("https://10.0.0.1:7443"), Some(("10.0.0.1".parse().unwrap(), Some(7443))));
+        assert_eq!(url_host_port("https://[fd00::1]:7443/x"), Some(("fd00::1".parse().unwrap(), Some(7443))));
+        assert_eq!(url_host_port("https://10.0.0.1"), Some(("10.0.0.1".parse().unwrap(), None)));
+        assert_eq!(url_host_port("https://master-1.example:7443"), None);
+    }
+}
