@@ -29,6 +29,9 @@ pub enum ApiError {
     NotLeader(String),
     #[error("{0}")]
     Unavailable(String),
+    /// 502: a proxied service could not be reached or answered nothing.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "ERR_PAYLOAD_TOO_LARGE"),
             ApiError::NotLeader(_) => (StatusCode::MISDIRECTED_REQUEST, "ERR_NOT_LEADER"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ERR_UNAVAILABLE"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "ERR_BAD_GATEWAY"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ERR_INTERNAL"),
         }
     }

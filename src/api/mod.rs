@@ -19,6 +19,7 @@ pub mod mesos;
 pub mod query;
 pub mod sandbox;
 pub mod server;
+pub mod service;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 
 use crate::master::Master;
 use crate::master::network::{Faults, PATH_APPEND, PATH_SNAPSHOT, PATH_VOTE};
@@ -74,6 +75,10 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .merge(mesos::routes())
         .nest("/v2", marathon::routes())
         .nest("/marathon/v2", marathon::routes())
+        // DC/OS's Admin Router paths: Marathon at /service/marathon/v2 (the dcos CLI's), and
+        // every app labelled DCOS_SERVICE_NAME below /service/<name>/.
+        .nest("/service/marathon/v2", marathon::routes())
+        .route("/service/{*path}", any(service::proxy))
         .route_layer(from_fn_with_state(master.clone(), auth::require_token));
 
     let internal = Router::new()

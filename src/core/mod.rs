@@ -14,6 +14,7 @@ pub mod kv;
 pub mod marathon;
 pub mod placement;
 pub mod resources;
+pub mod service;
 pub mod state;
 pub mod tasks;
 pub mod users;
