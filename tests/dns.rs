@@ -342,7 +342,8 @@ async fn marathon_task_names_follow_running_instances() {
     assert_eq!(srvs(&m).len(), 2);
 
     // The app removed: its instances are killed and its names go away.
-    client.marathon(Method::DELETE, "/v2/apps/grp/web", None).await.unwrap();
+    // Forced: the start deployment may still be finishing its last step.
+    client.marathon(Method::DELETE, "/v2/apps/grp/web?force=true", None).await.unwrap();
     wait_for("the app's names to go away", WAIT, || async {
         let m = udp(server, "web-grp.marathon.mesos.", RecordType::A).await?;
         (m.metadata.response_code == ResponseCode::NXDomain).then_some(())
