@@ -54,6 +54,25 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// An active agent for tests of the pure core: 4 cpus and 4 GiB, reached at `address`.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, address: &str, status: AgentStatus) -> Self {
+        Agent {
+            id: id.into(),
+            hostname: format!("host-{id}"),
+            address: address.into(),
+            api: format!("https://{address}:5051"),
+            total: Resources { cpus: 4.0, mem: 4096.0, disk: 0.0, ports: vec![] },
+            attributes: BTreeMap::new(),
+            public: false,
+            status,
+            mode: AgentMode::Normal,
+            registered_at_ms: 1,
+            status_changed_at_ms: 1,
+            version: String::new(),
+        }
+    }
+
     /// Whether new tasks may be placed here.
     pub fn accepts_tasks(&self) -> bool {
         self.status == AgentStatus::Active && self.mode == AgentMode::Normal

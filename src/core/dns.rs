@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::agents::AgentStatus;
 use super::marathon::state::FRAMEWORK_ID as MARATHON;
 use super::state::State;
-use super::tasks::{Task, TaskState};
+use super::tasks::Task;
 
 /// The cluster domain when none is configured (Mesos-DNS's default).
 pub const DEFAULT_DOMAIN: &str = "mesos";
@@ -327,15 +327,11 @@ impl Zone {
     }
 
     fn task(&mut self, state: &State, task: &Task) {
-        if task.state != TaskState::TASK_RUNNING {
-            return;
-        }
         let app = (task.framework_id == MARATHON)
             .then(|| task.app_id.as_ref().and_then(|id| state.marathon.apps.get(id)))
             .flatten()
             .map(|record| &record.app);
-        let checked = !task.spec.health_checks.is_empty() || app.is_some_and(|a| !a.health_checks.is_empty());
-        if checked && task.healthy != Some(true) {
+        if !task.ready(app.is_some_and(|a| !a.health_checks.is_empty())) {
             return;
         }
         let Some(agent) = state.agents.get(&task.agent_id) else { return };
@@ -440,63 +436,19 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::core::agents::{Agent, AgentMode};
+    use crate::core::agents::Agent;
     use crate::core::marathon::path::PathId;
     use crate::core::marathon::state::AppRecord;
     use crate::core::marathon::validation::parse_app;
-    use crate::core::resources::Resources;
     use crate::core::state::MasterInfo;
-    use crate::core::tasks::{CommandSpec, TaskSpec};
+    use crate::core::tasks::TaskState;
 
     fn agent(id: &str, address: &str, status: AgentStatus) -> Agent {
-        Agent {
-            id: id.into(),
-            hostname: format!("host-{id}"),
-            address: address.into(),
-            api: format!("https://{address}:5051"),
-            total: Resources { cpus: 4.0, mem: 4096.0, disk: 0.0, ports: vec![] },
-            attributes: BTreeMap::new(),
-            public: false,
-            status,
-            mode: AgentMode::Normal,
-            registered_at_ms: 1,
-            status_changed_at_ms: 1,
-            version: String::new(),
-        }
+        Agent::for_test(id, address, status)
     }
 
     fn task(id: &str, framework: &str, name: &str, agent: &str, state: TaskState, ports: &[u16]) -> Task {
-        Task {
-            id: id.into(),
-            framework_id: framework.into(),
-            agent_id: agent.into(),
-            spec: TaskSpec {
-                name: name.into(),
-                command: CommandSpec { shell: true, value: "sleep 1000".into(), arguments: vec![] },
-                image: None,
-                resources: Resources { cpus: 0.1, mem: 32.0, disk: 0.0, ports: vec![] },
-                port_count: ports.len() as u16,
-                env: BTreeMap::new(),
-                user: None,
-                kill_grace_ms: 1000,
-                labels: BTreeMap::new(),
-                health_checks: vec![],
-                fetch: vec![],
-            },
-            state,
-            reason: None,
-            message: String::new(),
-            ports: ports.to_vec(),
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            exit_code: None,
-            healthy: None,
-            kill_grace_ms: None,
-            statuses: vec![],
-            image: None,
-            app_id: None,
-            app_version: None,
-        }
+        Task::for_test(id, framework, name, agent, state, ports)
     }
 
     fn marathon_task(id: &str, app: &str, agent: &str, state: TaskState, ports: &[u16]) -> Task {

@@ -103,7 +103,7 @@ pub fn route(state: &State, path: &str) -> Result<Route, RouteError> {
             continue;
         }
         running += 1;
-        if checked && task.healthy != Some(true) {
+        if !task.ready(checked) {
             continue;
         }
         let (Some(agent), Some(&port)) = (state.agents.get(&task.agent_id), task.ports.get(index)) else { continue };
@@ -135,63 +135,16 @@ mod tests {
     use crate::core::marathon::path::PathId;
     use crate::core::marathon::state::AppRecord;
     use crate::core::marathon::validation::parse_app;
-    use crate::core::{Agent, AgentMode, AgentStatus, CommandSpec, Resources, Task, TaskSpec};
-
-    fn agent(id: &str, address: &str) -> Agent {
-        Agent {
-            id: id.into(),
-            hostname: format!("{id}.example"),
-            address: address.into(),
-            api: String::new(),
-            total: Resources::default(),
-            attributes: BTreeMap::new(),
-            public: false,
-            status: AgentStatus::Active,
-            mode: AgentMode::Normal,
-            registered_at_ms: 0,
-            status_changed_at_ms: 0,
-            version: String::new(),
-        }
-    }
+    use crate::core::{Agent, AgentStatus, Task};
 
     fn task(id: &str, app: &str, agent: &str, state: TaskState, ports: Vec<u16>, healthy: Option<bool>) -> Task {
-        Task {
-            id: id.into(),
-            framework_id: FRAMEWORK_ID.into(),
-            agent_id: agent.into(),
-            spec: TaskSpec {
-                name: "t".into(),
-                command: CommandSpec { shell: true, value: "true".into(), arguments: vec![] },
-                image: None,
-                resources: Resources::default(),
-                port_count: ports.len() as u16,
-                env: BTreeMap::new(),
-                user: None,
-                kill_grace_ms: 1000,
-                labels: BTreeMap::new(),
-                health_checks: vec![],
-                fetch: vec![],
-            },
-            state,
-            reason: None,
-            message: String::new(),
-            ports,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            exit_code: None,
-            healthy,
-            kill_grace_ms: None,
-            statuses: vec![],
-            image: None,
-            app_id: Some(app.into()),
-            app_version: None,
-        }
+        Task { app_id: Some(app.into()), healthy, ..Task::for_test(id, FRAMEWORK_ID, "t", agent, state, &ports) }
     }
 
     fn state(apps: Vec<Value>, tasks: Vec<Task>) -> State {
         let mut s = State::default();
-        s.agents.insert("a1".into(), agent("a1", "10.0.0.1"));
-        s.agents.insert("a2".into(), agent("a2", "10.0.0.2"));
+        s.agents.insert("a1".into(), Agent::for_test("a1", "10.0.0.1", AgentStatus::Active));
+        s.agents.insert("a2".into(), Agent::for_test("a2", "10.0.0.2", AgentStatus::Active));
         for v in apps {
             let app = parse_app(&v, &PathId::root()).unwrap();
             let record = AppRecord { app: app.clone(), versions: BTreeMap::new() };

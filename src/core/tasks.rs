@@ -404,6 +404,57 @@ pub struct Task {
 pub const STATUS_HISTORY: usize = 16;
 
 impl Task {
+    /// Whether the task can take traffic (DNS names, the `/service` proxy): TASK_RUNNING, and
+    /// reported healthy when it runs health checks or `app_checked` says its app has them.
+    pub fn ready(&self, app_checked: bool) -> bool {
+        let checked = app_checked || !self.spec.health_checks.is_empty();
+        self.state == TaskState::TASK_RUNNING && (!checked || self.healthy == Some(true))
+    }
+
+    /// A task for tests of the pure core: `sleep 1000` with 0.1 cpus and 32 MiB on `agent`,
+    /// holding host `ports`.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        id: &str,
+        framework: &str,
+        name: &str,
+        agent: &str,
+        state: TaskState,
+        ports: &[u16],
+    ) -> Self {
+        Task {
+            id: id.into(),
+            framework_id: framework.into(),
+            agent_id: agent.into(),
+            spec: TaskSpec {
+                name: name.into(),
+                command: CommandSpec { shell: true, value: "sleep 1000".into(), arguments: vec![] },
+                image: None,
+                resources: Resources { cpus: 0.1, mem: 32.0, disk: 0.0, ports: vec![] },
+                port_count: ports.len() as u16,
+                env: BTreeMap::new(),
+                user: None,
+                kill_grace_ms: 1000,
+                labels: BTreeMap::new(),
+                health_checks: vec![],
+                fetch: vec![],
+            },
+            state,
+            reason: None,
+            message: String::new(),
+            ports: ports.to_vec(),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+            exit_code: None,
+            healthy: None,
+            kill_grace_ms: None,
+            statuses: vec![],
+            image: None,
+            app_id: None,
+            app_version: None,
+        }
+    }
+
     /// Applies a status update. Returns `false` when it is a duplicate or not allowed.
     pub fn update(&mut self, status: &TaskStatus) -> bool {
         if self.statuses.iter().any(|s| s.uuid == status.uuid) {

@@ -211,7 +211,7 @@ mod tests {
 
     use super::*;
     use crate::core::agents::AgentRegistration;
-    use crate::core::{CommandSpec, PortRange, TaskSpec, TaskState};
+    use crate::core::{PortRange, TaskState};
 
     fn state_with_agents(n: usize, public: &[usize]) -> State {
         let mut state = State::default();
@@ -240,37 +240,9 @@ mod tests {
     }
 
     fn task(id: &str, framework: &str, agent: &str, cpus: f64, ports: Vec<u16>) -> Task {
-        Task {
-            id: id.into(),
-            framework_id: framework.into(),
-            agent_id: agent.into(),
-            spec: TaskSpec {
-                name: "t".into(),
-                command: CommandSpec { shell: true, value: "true".into(), arguments: vec![] },
-                image: None,
-                resources: Resources { cpus, mem: 64.0, disk: 0.0, ports: vec![] },
-                port_count: ports.len() as u16,
-                env: BTreeMap::new(),
-                user: None,
-                kill_grace_ms: 1000,
-                labels: BTreeMap::new(),
-                health_checks: vec![],
-                fetch: vec![],
-            },
-            state: TaskState::TASK_STAGING,
-            reason: None,
-            message: String::new(),
-            ports,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-            exit_code: None,
-            healthy: None,
-            kill_grace_ms: None,
-            statuses: vec![],
-            image: None,
-            app_id: None,
-            app_version: None,
-        }
+        let mut task = Task::for_test(id, framework, "t", agent, TaskState::TASK_STAGING, &ports);
+        task.spec.resources = Resources { cpus, mem: 64.0, disk: 0.0, ports: vec![] };
+        task
     }
 
     /// A framework that records its offers and answers with a fixed policy.
