@@ -5,6 +5,7 @@
 mod agents;
 mod bad_input;
 mod cli;
+mod dns;
 mod done_when;
 mod durability;
 mod failover;

@@ -146,6 +146,8 @@ pub struct MasterHandle {
     pub config: PathBuf,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// The master's cluster DNS server (`127.0.0.1:PORT`), as `medos dev` lists it.
+    pub dns: Option<String>,
     proc_: Proc,
 }
 
@@ -157,6 +159,7 @@ impl MasterHandle {
             config: n.config.clone(),
             data_dir: n.data_dir.clone(),
             log: n.log.clone(),
+            dns: n.dns.clone(),
             proc_: Proc::Dev(n.pid),
         }
     }
@@ -457,6 +460,8 @@ pub struct DevCluster {
     initial_masters: u8,
     /// `--agents M`, when the test asked for a number (otherwise `medos dev`'s default).
     initial_agents: Option<u8>,
+    /// More arguments for every run of `medos dev` (e.g. `--dns-resolver`).
+    dev_args: Vec<String>,
     dev: Option<Child>,
     dev_log: PathBuf,
     tmp: Option<tempfile::TempDir>,
@@ -474,7 +479,16 @@ impl DevCluster {
         Self::start_with(masters, Some(agents)).await
     }
 
+    /// [`Self::start_with_agents`] with more `medos dev` arguments (kept for restarts).
+    pub async fn start_with_dev_args(masters: u8, agents: u8, dev_args: &[String]) -> Self {
+        Self::start_with_args(masters, Some(agents), dev_args.to_vec()).await
+    }
+
     async fn start_with(masters: u8, agents: Option<u8>) -> Self {
+        Self::start_with_args(masters, agents, Vec::new()).await
+    }
+
+    async fn start_with_args(masters: u8, agents: Option<u8>, dev_args: Vec<String>) -> Self {
         let tmp = tempfile::Builder::new().prefix("medos-e2e-").tempdir().expect("creating a temp dir");
         let dir = tmp.path().join("cluster");
         let cli_config = tmp.path().join("cli");
@@ -491,6 +505,7 @@ impl DevCluster {
             agents: Vec::new(),
             initial_masters: masters,
             initial_agents: agents,
+            dev_args,
             dev: None,
             tmp: Some(tmp),
         };
@@ -513,6 +528,7 @@ impl DevCluster {
         command.args(["--json", "dev", "--masters", &self.initial_masters.to_string()]);
         // Masters-only tests start no agent (`medos dev` would start one by default).
         command.args(["--agents", &self.initial_agents.unwrap_or(0).to_string()]);
+        command.args(&self.dev_args);
         let mut child = command
             .arg("--dir")
             .arg(&self.dir)
@@ -836,6 +852,7 @@ impl DevCluster {
             config,
             data_dir: node_dir.join("data"),
             log,
+            dns: None,
             proc_: Proc::Own(child),
         });
         let client = Client::new(vec![api.clone()], &self.ca_pem, None).expect("client");

@@ -109,4 +109,8 @@ pub struct DevArgs {
     /// Do not write the CLI's cluster config (for tests running several dev clusters).
     #[arg(long)]
     pub no_attach: bool,
+    /// Upstream DNS server for names outside the cluster domain, `IP` or `IP:PORT`
+    /// (repeatable). Default: the nameservers of the host's /etc/resolv.conf.
+    #[arg(long = "dns-resolver", value_name = "IP[:PORT]")]
+    pub dns_resolvers: Vec<String>,
 }

@@ -172,7 +172,7 @@ struct Prepared {
     password_file: PathBuf,
 }
 
-fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
+fn prepare(dir: &Path, masters: u8, agents: u8, resolvers: &[String]) -> Result<Prepared> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let layout = load_or_create_layout(dir, masters, agents)?;
     let pki_dir = dir.join("pki");
@@ -208,6 +208,7 @@ fn prepare(dir: &Path, masters: u8, agents: u8) -> Result<Prepared> {
             // An unprivileged loopback port per master (written to cluster.json).
             dns: DnsConfig {
                 listen: format!("127.0.0.1:{}", slot.dns_port).parse().expect("loopback address"),
+                resolvers: resolvers.to_vec(),
                 ..DnsConfig::default()
             },
         };
@@ -338,6 +339,22 @@ async fn stop_all(children: &mut [(String, Child)]) {
     }
 }
 
+/// The host's own DNS servers (`nameserver` lines of /etc/resolv.conf), which the dev
+/// masters forward names outside the cluster domain to; none if the file cannot be read.
+fn host_resolvers() -> Vec<String> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    parse_nameservers(&text)
+}
+
+fn parse_nameservers(resolv_conf: &str) -> Vec<String> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| line.split_whitespace().collect::<Vec<_>>().get(..2).map(<[&str]>::to_vec))
+        .filter(|words| words[0] == "nameserver" && crate::master::config::parse_upstream(words[1]).is_ok())
+        .map(|words| words[1].to_string())
+        .collect()
+}
+
 pub async fn run(args: DevArgs, json: bool) -> Result<()> {
     let dir = match args.dir {
         Some(d) => d,
@@ -356,7 +373,11 @@ pub async fn run(args: DevArgs, json: bool) -> Result<()> {
             0
         }
     };
-    let prepared = prepare(&dir, args.masters, agents)?;
+    let resolvers = if args.dns_resolvers.is_empty() { host_resolvers() } else { args.dns_resolvers };
+    for r in &resolvers {
+        crate::master::config::parse_upstream(r).map_err(|e| anyhow::anyhow!("--dns-resolver: {e}"))?;
+    }
+    let prepared = prepare(&dir, args.masters, agents, &resolvers)?;
     let mut children = Vec::new();
     let mut nodes = Vec::new();
     for (config, path) in &prepared.configs {
@@ -500,9 +521,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nameservers_come_from_resolv_conf_lines() {
+        let text = "# generated\nsearch example.org\nnameserver 10.0.0.2\nnameserver  ::1\n\
+                    nameserver fe80::1%eth0\nnameserver\noptions ndots:2\nnameserver 127.0.0.53 # stub\n";
+        assert_eq!(parse_nameservers(text), ["10.0.0.2", "::1", "127.0.0.53"]);
+        assert!(parse_nameservers("").is_empty());
+    }
+
+    #[test]
     fn agents_get_their_own_hostname_rack_and_zone() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let prepared = prepare(dir.path(), 1, 3).expect("preparing a dev cluster");
+        let prepared = prepare(dir.path(), 1, 3, &[]).expect("preparing a dev cluster");
         let seen: Vec<String> = prepared
             .agents
             .iter()
@@ -522,7 +551,7 @@ mod tests {
         // The config files say the same, and a rerun keeps them.
         let (config, path) = &prepared.agents[2];
         assert_eq!(&crate::agent::AgentConfig::load(path).expect("agent.toml"), config);
-        let again = prepare(dir.path(), 1, 3).expect("preparing again");
+        let again = prepare(dir.path(), 1, 3, &[]).expect("preparing again");
         assert_eq!(
             again.agents.iter().map(|(c, _)| c).collect::<Vec<_>>(),
             prepared.agents.iter().map(|(c, _)| c).collect::<Vec<_>>()
