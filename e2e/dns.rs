@@ -6,6 +6,7 @@
 //!    its healthy instances, NXDOMAIN for names that do not exist; other names are forwarded
 //!    to the upstream `medos dev --dns-resolver` names (a DNS server the test runs on
 //!    loopback);
+//!    tasks resolve the app's name themselves (their resolv.conf names the masters);
 //! 2. `/service/disco-web/` reaches both instances (each serves its own port number);
 //! 3. after a rolling restart the SRV records name exactly the new instances' ports;
 //! 4. `kill -9` of an agent: its instance leaves the names once the masters mark it
@@ -212,6 +213,37 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
             "forwarded through {server}"
         );
     }
+
+    // Tasks find the cluster DNS: their /etc/resolv.conf names the masters and the search
+    // domains, so a short app name resolves from inside a task.
+    let probe: Value = serde_json::json!({
+        "id": "/disco/probe", "cpus": 0.1, "mem": 32, "instances": 1,
+        "cmd": "cp /etc/resolv.conf resolv.txt; until getent hosts web-disco > resolved.tmp; do sleep 0.2; done; mv resolved.tmp resolved.txt; exec sleep 100000"
+    });
+    client.marathon(Method::POST, "/v2/apps", Some(&probe)).await.expect("POST the probe");
+    let resolved = eventually("the probe task to resolve web-disco", CONDITION_TIMEOUT, || async {
+        let v = client.marathon(Method::GET, "/v2/apps/disco/probe", None).await.map_err(|e| e.to_string())?;
+        let task = v["app"]["tasks"][0].clone();
+        let (Some(id), Some(host)) = (task["id"].as_str(), task["host"].as_str()) else {
+            return Err("no task yet".into());
+        };
+        let sandbox = c.agent(host).sandbox(id);
+        let resolved = std::fs::read_to_string(sandbox.join("resolved.txt")).map_err(|e| e.to_string())?;
+        let resolv = std::fs::read_to_string(sandbox.join("resolv.txt")).map_err(|e| e.to_string())?;
+        Ok((resolved, resolv))
+    })
+    .await;
+    assert!(resolved.0.starts_with("127.0.0.1"), "getent answer: {}", resolved.0);
+    for server in &dns {
+        let ip = server.rsplit_once(':').unwrap().0;
+        assert!(
+            resolved.1.contains(&format!("nameserver {ip}\n")),
+            "{server} in the task's resolv.conf:\n{}",
+            resolved.1
+        );
+    }
+    assert!(resolved.1.contains("search marathon.mesos mesos"), "{}", resolved.1);
+    client.marathon(Method::DELETE, "/v2/apps/disco/probe?force=true", None).await.expect("removing the probe");
 
     // 2. The service proxy reaches both instances.
     eventually("/service/disco-web/ to reach both instances", CONDITION_TIMEOUT, || async {

@@ -30,6 +30,8 @@ pub struct RuntimeContainers {
     images: Option<ImageSource>,
     /// Layers each live image task uses (for garbage-collecting the layer cache).
     layers_in_use: Mutex<HashMap<String, Vec<Digest>>>,
+    /// The tasks' `resolv.conf` (the cluster DNS), used while it exists (see `agent::dns`).
+    resolv_conf: Option<PathBuf>,
 }
 
 /// Where image layers come from: the masters' blob stores, over mutual TLS.
@@ -155,7 +157,15 @@ impl RuntimeContainers {
             hostname,
             images,
             layers_in_use: Mutex::new(HashMap::new()),
+            resolv_conf: None,
         })
+    }
+
+    /// Gives tasks the `resolv.conf` at `path` whenever it exists (the agent writes it once
+    /// it knows the cluster DNS), instead of the host's.
+    pub fn with_resolv_conf(mut self, path: PathBuf) -> Self {
+        self.resolv_conf = Some(path);
+        self
     }
 
     fn rootfs_dir(&self, id: &ContainerId) -> Option<PathBuf> {
@@ -216,6 +226,9 @@ impl Containers for RuntimeContainers {
             .clone()
             .or_else(|| task.image.as_ref().and_then(|i| i.user.clone()).filter(|u| !u.is_empty()));
         spec.hostname = Some(task.spec.name.clone());
+        if let Some(path) = self.resolv_conf.as_ref().filter(|p| p.exists()) {
+            spec.resolv_conf = path.clone();
+        }
         spec.resources = Limits {
             cpus: Some(task.spec.resources.cpus),
             memory_bytes: Some((task.spec.resources.mem * 1024.0 * 1024.0) as u64),

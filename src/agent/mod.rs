@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod containers;
+pub mod dns;
 pub mod executor;
 pub mod fake;
 pub mod fetch;
@@ -140,7 +141,8 @@ pub async fn start_with(
             outbox,
             config.work_dir.join("agent-id"),
         )
-        .with_tuning(options.tuning),
+        .with_tuning(options.tuning)
+        .with_resolv_conf(config.work_dir.join(dns::RESOLV_CONF)),
     );
     let (shutdown, rx) = watch::channel(false);
     let api_server = api_server.map(|server| {

@@ -48,6 +48,8 @@ pub struct Session {
     pub last_running_ack_ms: AtomicU64,
     leader: RwLock<Option<String>>,
     agent_id: RwLock<Option<String>>,
+    /// Where the tasks' `resolv.conf` is written (`None`: tasks keep the host's).
+    resolv_conf: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -89,6 +91,21 @@ impl Session {
             last_running_ack_ms: AtomicU64::new(0),
             leader: RwLock::new(None),
             agent_id: RwLock::new(agent_id),
+            resolv_conf: None,
+        }
+    }
+
+    /// The same session, writing the tasks' `resolv.conf` (the cluster DNS) at `path`.
+    pub fn with_resolv_conf(mut self, path: std::path::PathBuf) -> Self {
+        self.resolv_conf = Some(path);
+        self
+    }
+
+    fn update_dns(&self, dns: Option<&crate::api::agent_protocol::ClusterDns>) {
+        if let Some(path) = &self.resolv_conf
+            && let Err(e) = super::dns::update(path, dns)
+        {
+            tracing::warn!(error = %e, "cannot write the tasks' resolv.conf; new tasks use the host's");
         }
     }
 
@@ -190,6 +207,7 @@ impl Session {
                     *self.agent_id.write().expect("session lock") = Some(resp.agent_id.clone());
                 }
                 tracing::info!(agent_id = %resp.agent_id, leader = %resp.leader, "registered");
+                self.update_dns(resp.dns.as_ref());
                 let interval = Duration::from_millis(resp.heartbeat_interval_ms.max(50));
                 tokio::select! {
                     e = self.events(&url, &resp.agent_id, interval) => Err::<(), String>(e),
@@ -263,6 +281,7 @@ impl Session {
         let executor = self.executor.clone();
         match event {
             AgentEvent::Ping => {}
+            AgentEvent::ClusterDns { dns } => self.update_dns(dns.as_ref()),
             AgentEvent::Launch { task } => {
                 tracing::info!(task = %task.id, "launching");
                 let _ = tokio::task::spawn_blocking(move || executor.launch(*task)).await;

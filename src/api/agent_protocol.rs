@@ -35,6 +35,18 @@ pub struct RegisterResponse {
     pub agent_id: String,
     pub heartbeat_interval_ms: u64,
     pub leader: String,
+    /// The cluster DNS, for the tasks' `/etc/resolv.conf` (absent when no master serves DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<ClusterDns>,
+}
+
+/// Where tasks find the cluster DNS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDns {
+    /// Every master's DNS server, `IP:port`, in the masters' order.
+    pub servers: Vec<String>,
+    /// The cluster domain (`mesos`).
+    pub domain: String,
 }
 
 /// Answer of a master that is not the leader (HTTP 421).
@@ -73,6 +85,11 @@ pub enum AgentEvent {
     },
     /// Sent every heartbeat interval so the agent notices a dead stream.
     Ping,
+    /// Where tasks find the cluster DNS (sent when a stream opens and whenever it changes;
+    /// `None`: no master serves it).
+    ClusterDns {
+        dns: Option<ClusterDns>,
+    },
 }
 
 /// A fresh agent id in Mesos's form (`<uuid>-S0`). An agent draws its id once, stores it, and

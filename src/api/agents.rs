@@ -69,10 +69,12 @@ pub async fn register(
     }
     master.agents.kill_unknown(&agent_id, unwanted);
     master.agents.heartbeat(&agent_id);
+    let dns = crate::master::agents::cluster_dns(&master, &master.state.read().expect("state lock"));
     Ok(Json(RegisterResponse {
         agent_id,
         heartbeat_interval_ms: master.config.agents.heartbeat_interval_ms,
         leader: master.name.clone(),
+        dns,
     })
     .into_response())
 }

@@ -178,7 +178,8 @@ pub async fn serve(args: AgentArgs) -> Result<()> {
     };
     let containers = RuntimeContainers::new(Arc::new(runtime), config.hostname.clone(), Some(images))
         .await
-        .map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?
+        .with_resolv_conf(config.work_dir.join(crate::agent::dns::RESOLV_CONF));
     let agent = crate::agent::start(config.clone(), Arc::new(containers)).await?;
     eprintln!("medos agent {} working for {}", config.name, config.masters.join(", "));
     crate::process::wait_for_shutdown_signal().await;

@@ -49,6 +49,9 @@ pub enum Command {
     TaskStatusUpdate { status: TaskStatus },
     /// Someone asked for a task to be killed.
     TaskKill { task_id: String, grace_ms: u64, at_ms: u64 },
+    /// Where master `name` answers cluster DNS (`IP:port`), or that it does not (`None`).
+    /// Each master records its own once it runs, so agents can point tasks at every master.
+    MasterDns { name: String, addr: Option<String> },
     /// An image whose blobs every master holds; its names move to it from other images.
     ImageAdd { image: Box<super::images::ImageRecord> },
     /// Forgets an image (by name or digest); masters later delete blobs no image uses.

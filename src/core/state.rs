@@ -50,6 +50,9 @@ pub struct State {
     /// The built-in Marathon: apps, groups, deployments.
     #[serde(default)]
     pub marathon: super::marathon::state::MarathonState,
+    /// Where each master (by name) answers cluster DNS, `IP:port`.
+    #[serde(default)]
+    pub master_dns: BTreeMap<String, String>,
     /// Index of the last applied log entry (0 before any).
     pub last_applied: u64,
 }
@@ -162,6 +165,13 @@ impl State {
                 deployment_id: deployment_id.clone(),
                 applied: self.marathon.deployments.remove(deployment_id).is_some(),
             },
+            Command::MasterDns { name, addr } => {
+                match addr {
+                    Some(addr) => self.master_dns.insert(name.clone(), addr.clone()),
+                    None => self.master_dns.remove(name),
+                };
+                Response::Applied
+            }
             Command::TaskKill { task_id, grace_ms, .. } => match self.tasks.get_mut(task_id) {
                 Some(task) if task.state.is_terminal() => {
                     Response::Rejected { message: format!("task {task_id} already ended ({})", task.state.as_str()) }
@@ -363,7 +373,14 @@ impl State {
     /// Records a membership change (applied from a Raft membership entry at `index`).
     pub fn set_masters(&mut self, index: u64, masters: Vec<MasterInfo>) {
         self.last_applied = index;
+        // A master that left the cluster no longer answers its DNS for it.
+        self.master_dns.retain(|name, _| masters.iter().any(|m| &m.name == name));
         self.masters = masters;
+    }
+
+    /// The DNS servers of the current masters, in the masters' order.
+    pub fn dns_servers(&self) -> Vec<String> {
+        self.masters.iter().filter_map(|m| self.master_dns.get(&m.name).cloned()).collect()
     }
 
     /// Records a blank entry (a new leader's first entry).
@@ -387,6 +404,34 @@ mod tests {
             token_secret: "c2VjcmV0".into(),
             admin: Some(User { uid: "admin".into(), password_hash: "h".into(), description: String::new() }),
         }
+    }
+
+    #[test]
+    fn masters_record_their_dns_and_departed_masters_drop_out() {
+        let master = |id: u64, name: &str| MasterInfo {
+            id,
+            name: name.into(),
+            api: format!("https://{name}:7443"),
+            voter: true,
+        };
+        let dns =
+            |name: &str, addr: Option<&str>| Command::MasterDns { name: name.into(), addr: addr.map(String::from) };
+        let mut s = State::default();
+        s.set_masters(1, vec![master(1, "m1"), master(2, "m2"), master(3, "m3")]);
+        s.apply(2, &dns("m3", Some("10.0.0.3:53")));
+        s.apply(3, &dns("m1", Some("10.0.0.1:53")));
+        s.apply(4, &dns("m2", Some("10.0.0.9:53")));
+        s.apply(5, &dns("m2", Some("10.0.0.2:53")));
+        assert_eq!(
+            s.dns_servers(),
+            ["10.0.0.1:53", "10.0.0.2:53", "10.0.0.3:53"],
+            "in the masters' order, latest address"
+        );
+        s.apply(6, &dns("m2", None));
+        assert_eq!(s.dns_servers(), ["10.0.0.1:53", "10.0.0.3:53"], "a master without DNS");
+        s.set_masters(7, vec![master(1, "m1"), master(2, "m2")]);
+        assert_eq!(s.dns_servers(), ["10.0.0.1:53"], "a removed master");
+        assert!(!s.master_dns.contains_key("m3"));
     }
 
     /// Applies `commands` at indexes 1.. and returns the responses.

@@ -5,6 +5,7 @@
 //! `DIR/cluster.json` lists every process (name, role, pid, api, data_dir, config, log) so
 //! tests and people can find, kill and restart them.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,10 +71,35 @@ fn agent_slots(previous: &[AgentSlot], agents: u8) -> Result<Vec<AgentSlot>> {
 struct MasterSlot {
     name: String,
     port: u16,
-    /// The master's cluster DNS port on 127.0.0.1 (UDP and TCP); 0 in layouts written before
-    /// masters served DNS (a port is chosen then).
+    /// The master's cluster DNS port (UDP and TCP); 0 in layouts written before masters
+    /// served DNS (a port is chosen then).
     #[serde(default)]
     dns_port: u16,
+    /// The loopback address of its DNS server: 127.0.0.1 with a free port as a user; as root
+    /// an address of its own in 127.0.0.0/8 on port 53, which tasks' resolv.conf can name
+    /// (a `nameserver` line has no port). Absent in older layouts: 127.0.0.1.
+    #[serde(default)]
+    dns_ip: Option<Ipv4Addr>,
+}
+
+impl MasterSlot {
+    fn dns_addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.dns_ip.unwrap_or(Ipv4Addr::LOCALHOST)), self.dns_port)
+    }
+
+    /// Chooses (again, when the slot does not suit how dev runs now) where the DNS listens.
+    fn place_dns(&mut self, root: bool) -> Result<()> {
+        let suits = self.dns_port != 0 && (self.dns_port == 53) == root;
+        if !suits {
+            let addr = if root { free_dns_addr_on_53()? } else { free_dns_addr()? };
+            self.dns_ip = Some(match addr.ip() {
+                IpAddr::V4(ip) => ip,
+                IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+            });
+            self.dns_port = addr.port();
+        }
+        Ok(())
+    }
 }
 
 /// One process of the dev cluster, as written to `cluster.json`.
@@ -86,7 +112,7 @@ pub struct NodeEntry {
     pub data_dir: PathBuf,
     pub config: PathBuf,
     pub log: PathBuf,
-    /// A master's cluster DNS server, `127.0.0.1:PORT` (UDP and TCP).
+    /// A master's cluster DNS server, `IP:PORT` on loopback (UDP and TCP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<String>,
 }
@@ -105,19 +131,40 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A loopback port free for both UDP and TCP (a DNS server needs both).
-fn free_dns_port() -> Result<u16> {
+/// Whether `addr` is free for both UDP and TCP (a DNS server needs both).
+fn dns_addr_free(addr: SocketAddr) -> bool {
+    std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok()
+}
+
+/// A port on 127.0.0.1 free for both UDP and TCP.
+fn free_dns_addr() -> Result<SocketAddr> {
     for _ in 0..20 {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").context("finding a free UDP port on 127.0.0.1")?;
-        let port = udp.local_addr()?.port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
+        let addr = udp.local_addr()?;
+        drop(udp);
+        if dns_addr_free(addr) {
+            return Ok(addr);
         }
     }
     bail!("found no port on 127.0.0.1 free for both UDP and TCP (for the masters' DNS)")
 }
 
+/// Port 53 on a random address of 127.0.0.0/8 (outside 127.0.0.x, where host resolvers such
+/// as systemd-resolved listen), free for UDP and TCP. Needs root.
+fn free_dns_addr_on_53() -> Result<SocketAddr> {
+    for _ in 0..50 {
+        let [a, b, c]: [u8; 3] = rand::random();
+        let ip = Ipv4Addr::new(127, a.max(1), b, c.clamp(1, 254));
+        let addr = SocketAddr::new(IpAddr::V4(ip), 53);
+        if dns_addr_free(addr) {
+            return Ok(addr);
+        }
+    }
+    bail!("found no loopback address with port 53 free for both UDP and TCP (for the masters' DNS)")
+}
+
 fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> {
+    let root = nix::unistd::geteuid().is_root();
     let path = dir.join("dev.toml");
     let write = |layout: &Layout| {
         pki::ca::write_file(&path, &toml::to_string_pretty(layout).expect("layout serialises"), false)
@@ -137,9 +184,7 @@ fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> 
         // Agents hold no cluster state: their number may change between runs.
         let mut layout = layout;
         for slot in &mut layout.masters {
-            if slot.dns_port == 0 {
-                slot.dns_port = free_dns_port()?;
-            }
+            slot.place_dns(root)?;
         }
         layout.agents = agent_slots(&layout.agents, agents)?;
         write(&layout)?;
@@ -147,7 +192,9 @@ fn load_or_create_layout(dir: &Path, masters: u8, agents: u8) -> Result<Layout> 
     }
     let mut slots = Vec::new();
     for i in 1..=masters {
-        slots.push(MasterSlot { name: format!("master-{i}"), port: free_port()?, dns_port: free_dns_port()? });
+        let mut slot = MasterSlot { name: format!("master-{i}"), port: free_port()?, dns_port: 0, dns_ip: None };
+        slot.place_dns(root)?;
+        slots.push(slot);
     }
     let layout = Layout { masters: slots, agents: agent_slots(&[], agents)? };
     write(&layout)?;
@@ -206,11 +253,7 @@ fn prepare(dir: &Path, masters: u8, agents: u8, resolvers: &[String]) -> Result<
             raft: RaftTuning::default(),
             agents: Default::default(),
             // An unprivileged loopback port per master (written to cluster.json).
-            dns: DnsConfig {
-                listen: format!("127.0.0.1:{}", slot.dns_port).parse().expect("loopback address"),
-                resolvers: resolvers.to_vec(),
-                ..DnsConfig::default()
-            },
+            dns: DnsConfig { listen: slot.dns_addr(), resolvers: resolvers.to_vec(), ..DnsConfig::default() },
         };
         let path = node_dir.join("master.toml");
         pki::ca::write_file(&path, &config.to_toml(), false)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::node::Master;
-use crate::api::agent_protocol::{AgentEvent, TaskReport};
+use crate::api::agent_protocol::{AgentEvent, ClusterDns, TaskReport};
 use crate::core::{AgentMode, AgentStatus, Command, TaskState, TaskStatus};
 
 #[derive(Default)]
@@ -22,8 +22,16 @@ struct Session {
     stream: Option<mpsc::Sender<AgentEvent>>,
     sent_launch: HashSet<String>,
     sent_kill: HashSet<String>,
+    /// The cluster DNS last sent on the stream (`None`: nothing sent yet).
+    sent_dns: Option<Option<ClusterDns>>,
     /// Tasks the agent runs that the masters do not want (from reconciliation).
     kill_unknown: Vec<String>,
+}
+
+/// Where tasks find the cluster DNS: every master's DNS server and the cluster domain.
+pub fn cluster_dns(master: &Master, state: &crate::core::State) -> Option<ClusterDns> {
+    let servers = state.dns_servers();
+    (!servers.is_empty()).then(|| ClusterDns { servers, domain: master.config.dns.domain.clone() })
 }
 
 /// Connected agents, kept by the leader.
@@ -51,6 +59,7 @@ impl AgentHub {
         session.last_seen = Some(Instant::now());
         session.sent_launch.clear();
         session.sent_kill.clear();
+        session.sent_dns = None;
         rx
     }
 
@@ -122,10 +131,15 @@ fn dispatch(master: &Master, ping: bool) {
             actionable.entry(task.agent_id.as_str()).or_default().push(task);
         }
     }
+    let dns = cluster_dns(master, &state);
     let mut sessions = master.agents.sessions.lock().expect("hub lock");
     for (agent_id, session) in sessions.iter_mut() {
         let Some(stream) = session.stream.clone() else { continue };
         let mut events = Vec::new();
+        if session.sent_dns.as_ref() != Some(&dns) {
+            session.sent_dns = Some(dns.clone());
+            events.push(AgentEvent::ClusterDns { dns: dns.clone() });
+        }
         for &task in actionable.get(agent_id.as_str()).into_iter().flatten() {
             if task.state == TaskState::TASK_STAGING && !session.sent_launch.contains(&task.id) {
                 session.sent_launch.insert(task.id.clone());
@@ -152,6 +166,7 @@ fn dispatch(master: &Master, ping: bool) {
                 session.stream = None;
                 session.sent_launch.clear();
                 session.sent_kill.clear();
+                session.sent_dns = None;
                 break;
             }
         }

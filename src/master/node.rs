@@ -379,13 +379,59 @@ pub async fn start(
     let agent_duties = tokio::spawn(super::agents::agent_duties(master.clone()));
     let blob_sync = tokio::spawn(super::blob_sync::run(master.clone()));
     let marathon = tokio::spawn(super::marathon::marathon_duties(master.clone()));
+    let dns_addr = dns.as_ref().and_then(|d| advertised_dns(d.addr(), &master.config.advertise));
+    let publish_dns = tokio::spawn(publish_dns(master.clone(), dns_addr));
     Ok(RunningMaster {
         master,
         addr,
         shutdown,
-        tasks: vec![server, bootstrap, duties, agent_duties, blob_sync, marathon],
+        tasks: vec![server, bootstrap, duties, agent_duties, blob_sync, marathon, publish_dns],
         dns,
     })
+}
+
+/// Where agents and tasks reach this master's DNS server: the address it listens on, or, when
+/// that is a wildcard, the address of its advertised API URL (which must then be an IP).
+fn advertised_dns(listen: std::net::SocketAddr, advertise: &str) -> Option<String> {
+    if !listen.ip().is_unspecified() {
+        return Some(listen.to_string());
+    }
+    let host =
+        advertise.parse::<axum::http::Uri>().ok()?.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(std::net::SocketAddr::new(ip, listen.port()).to_string()),
+        Err(_) => {
+            tracing::warn!(%advertise, "cluster DNS listens on every address but the advertised API URL names no IP; agents will not point tasks at this master's DNS (set [dns] listen to this host's address)");
+            None
+        }
+    }
+}
+
+/// Records this master's DNS address in the replicated state (agents point tasks at every
+/// master's DNS), and again whenever the state forgets or changes it (a master removed and
+/// added again, a new address after a restart).
+async fn publish_dns(master: Arc<Master>, addr: Option<String>) {
+    let mut applied = master.applied.clone();
+    loop {
+        let recorded = {
+            let state = master.state.read().expect("state lock");
+            let member = state.masters.iter().any(|m| m.name == master.name);
+            (state.cluster_id().is_some() && member).then(|| state.master_dns.get(&master.name).cloned())
+        };
+        if let Some(recorded) = recorded
+            && recorded != addr
+        {
+            let command = Command::MasterDns { name: master.name.clone(), addr: addr.clone() };
+            if let Err(e) = master.propose(command).await {
+                tracing::debug!(error = %e, "recording this master's DNS address failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// On a fresh cluster, the initial master with the smallest name gathers every initial

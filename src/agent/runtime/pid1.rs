@@ -141,7 +141,12 @@ fn setup(plan: &LaunchPlan, cdir: &ContainerDir, control: &UnixStream) -> Result
 
     match &plan.rootfs {
         Some(rootfs_plan) => rootfs::enter(plan, rootfs_plan)?,
-        None => rootfs::mount_host_proc()?,
+        None => {
+            rootfs::mount_host_proc()?;
+            if let Some(resolv_conf) = &plan.host_resolv_conf {
+                rootfs::bind_over_host_file(resolv_conf, Path::new(super::plan::HOST_RESOLV_CONF))?;
+            }
+        }
     }
     apply_rlimits(&plan.rlimits)?;
     if let Some(user) = &plan.user {

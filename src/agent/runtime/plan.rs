@@ -45,6 +45,10 @@ pub(crate) struct LaunchPlan {
     pub sandbox: PathBuf,
     pub logs: LogPolicy,
     pub rootfs: Option<RootfsPlan>,
+    /// A task on the host file system: bound read-only over its `/etc/resolv.conf` (the
+    /// cluster DNS), when it is not the host's own.
+    #[serde(default)]
+    pub host_resolv_conf: Option<PathBuf>,
     pub network: Network,
     pub rlimits: Vec<Rlimit>,
     pub cgroup: TaskCgroup,
@@ -65,6 +69,9 @@ impl RootfsPlan {
         RootfsSpec { layers: self.layers.clone(), upper_dir: self.upper_dir.clone(), work_dir: self.work_dir.clone() }
     }
 }
+
+/// The host's resolver configuration (a host task keeps it unless the agent gives another).
+pub(crate) const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 impl LaunchPlan {
     pub fn build(
@@ -105,6 +112,8 @@ impl LaunchPlan {
                 resolv_conf: spec.resolv_conf.clone(),
                 hosts_file: spec.hosts_file.clone(),
             }),
+            host_resolv_conf: (spec.rootfs.is_none() && spec.resolv_conf != Path::new(HOST_RESOLV_CONF))
+                .then(|| spec.resolv_conf.clone()),
             network: spec.network.clone(),
             rlimits: spec.rlimits.clone(),
             cgroup,
@@ -184,5 +193,17 @@ mod tests {
         assert_eq!(plan.cwd, PathBuf::from(SANDBOX_IN_IMAGE));
         assert_eq!(env_of(&plan), ["PATH=/bin", "MESOS_TASK_ID=custom", "MESOS_SANDBOX=/mnt/mesos/sandbox"]);
         assert_eq!(plan.rootfs.unwrap().mountpoint, PathBuf::from("/state/containers/c/rootfs"));
+    }
+
+    #[test]
+    fn host_tasks_get_another_resolv_conf_bound_over_the_hosts() {
+        let mut spec = ContainerSpec::new(ContainerId::new("c").unwrap(), "t", CommandSpec::shell("x"), "/sb");
+        assert_eq!(plan_for(&spec).host_resolv_conf, None, "the host's own stays as it is");
+        spec.resolv_conf = "/work/resolv.conf".into();
+        assert_eq!(plan_for(&spec).host_resolv_conf, Some(PathBuf::from("/work/resolv.conf")));
+        spec.rootfs = Some(RootfsSpec { layers: vec!["/l".into()], upper_dir: "/u".into(), work_dir: "/w".into() });
+        let plan = plan_for(&spec);
+        assert_eq!(plan.host_resolv_conf, None, "an image task binds it inside its root instead");
+        assert_eq!(plan.rootfs.unwrap().resolv_conf, PathBuf::from("/work/resolv.conf"));
     }
 }

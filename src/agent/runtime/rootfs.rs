@@ -163,6 +163,13 @@ pub(crate) fn mount_host_proc() -> Result<()> {
     )
 }
 
+/// Binds `source` read-only over the host file `target` inside the task's private mount
+/// namespace (a host task's `/etc/resolv.conf`; a symlink there is followed, as for any mount).
+pub(crate) fn bind_over_host_file(source: &Path, target: &Path) -> Result<()> {
+    mount_at(&source.to_string_lossy(), target, None, MsFlags::MS_BIND, None)?;
+    remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
+}
+
 /// Mounts the image root and everything in it, then pivots into it. Runs in the container init,
 /// inside its private mount namespace.
 pub(crate) fn enter(plan: &LaunchPlan, rootfs: &RootfsPlan) -> Result<()> {

@@ -204,7 +204,9 @@ pub struct ContainerSpec {
     pub logs: LogPolicy,
     /// `None`: a Mesos command task on the host file system.
     pub rootfs: Option<RootfsSpec>,
-    /// Bind-mounted read-only at `/etc/resolv.conf` in a rootfs (the cluster DNS can go here).
+    /// Bind-mounted read-only at `/etc/resolv.conf` in a rootfs, and over the host's
+    /// `/etc/resolv.conf` for a task on the host file system when it is another file (the
+    /// agent gives the cluster DNS here).
     pub resolv_conf: PathBuf,
     /// Bind-mounted read-only at `/etc/hosts` in a rootfs.
     pub hosts_file: PathBuf,
