@@ -378,6 +378,12 @@ impl Client {
         Ok(entries.into_iter().filter(|e| !e.host.is_empty() || !e.port.is_empty()).collect())
     }
 
+    /// Marathon's apps (`GET /v2/apps`), as Marathon's JSON.
+    pub async fn marathon_apps(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+        let v = self.marathon(Method::GET, "/v2/apps", None).await?;
+        Ok(v["apps"].as_array().cloned().unwrap_or_default())
+    }
+
     pub async fn dns_enumerate(&self) -> Result<crate::core::dns::Enumeration, ClientError> {
         self.call(Method::GET, "/mesos_dns/v1/enumerate", None, false).await
     }
