@@ -10,7 +10,8 @@
 //! - A name without records (or outside the cluster domain) is answered, as Mesos-DNS does,
 //!   with one entry whose fields are all empty strings (`[{"host":"","ip":""}]`), status 200.
 //! - `config` names this master's `[dns]` settings with Mesos-DNS's field names where they
-//!   map (`Domain`, `Resolvers`, `ZoneResolvers`, `Timeout` in seconds, `TTL`, `Port`,
+//!   map (`Domain`, `Resolvers`, `ZoneResolvers`, `Timeout` in seconds, `TTL`, `Port` (the
+//!   bound one),
 //!   `Listener`, `HttpPort`, `DnsOn`, `SOA*`, `Masters`, …); medos has no polling, so no
 //!   `RefreshSeconds`, `Zk` or state timeouts.
 //! - `enumerate` is `{"frameworks": [{"name", "tasks": [{"name", "id", "records": [{"name",
@@ -165,7 +166,7 @@ pub async fn config(State(master): State<Arc<Master>>, query: QueryResult) -> Re
         timeout: c.timeout_ms.div_ceil(1000),
         timeout_ms: c.timeout_ms,
         ttl: dns::TTL,
-        port: c.listen.port(),
+        port: master.dns_addr.get().map_or(c.listen.port(), |a| a.port()),
         listener: c.listen.ip().to_string(),
         http_port: authority(&master.advertise).rsplit_once(':').and_then(|(_, p)| p.parse().ok()),
         dns_on: c.enabled,
