@@ -62,10 +62,16 @@ pub fn plan(name: &str, rtype: Option<&str>) -> Result<Lookup, String> {
 pub async fn run(cmd: DnsCommand, json: bool) -> Result<()> {
     match cmd {
         DnsCommand::Lookup(args) => {
+            check(&args)?;
             let client = Target::resolve()?.client()?;
             lookup(&client, &args, json).await
         }
     }
+}
+
+/// Refuses a malformed name or type before any cluster is contacted.
+pub fn check(args: &LookupArgs) -> Result<()> {
+    plan(&args.name, args.rtype.as_deref()).map(|_| ()).map_err(|m| anyhow::anyhow!("{m}"))
 }
 
 /// Prints what the masters answer for `args`; a name without records is an error in a table

@@ -45,6 +45,9 @@ fn figure(used: f64, total: f64) -> String {
 }
 
 pub async fn run(cmd: NodeCommand, json: bool) -> Result<()> {
+    if let NodeCommand::Dns(args) = &cmd {
+        super::dns::check(args)?;
+    }
     let client = Target::resolve()?.client()?;
     match cmd {
         NodeCommand::List => {
