@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
 use medos::agent::fake::FakeContainers;
 use medos::api::client::Client;
 use medos::cli::dns::LookupArgs;
@@ -26,6 +28,29 @@ async fn get(client: &Client, path: &str) -> (u16, Value) {
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Asks the master's DNS server over UDP; the answers' addresses (A) or `target:port` (SRV),
+/// sorted.
+async fn dig(server: std::net::SocketAddr, name: &str, rtype: RecordType) -> Vec<String> {
+    let mut q = Message::new(4242, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&q.to_vec().unwrap(), server).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await.unwrap().unwrap();
+    let answer = Message::from_vec(&buf[..n]).unwrap();
+    let mut out: Vec<String> = answer
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::SRV(srv) => Some(format!("{}:{}", srv.target, srv.port)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn strings(v: &Value, field: &str) -> Vec<String> {
@@ -179,6 +204,13 @@ async fn mesos_dns_http_api_answers_from_the_cluster_zone() {
     ports.sort_by_key(|p| p.parse::<u16>().unwrap());
     assert_eq!(ports, udp_ports);
     assert_eq!(client.dns_services("_http._web-grp._tcp.marathon.mesos").await.unwrap().len(), 2);
+
+    // The DNS server gives the same answers.
+    let server = cluster.nodes["m1"].running.as_ref().unwrap().dns_addr().unwrap();
+    assert_eq!(dig(server, "web-grp.marathon.mesos.", RecordType::A).await, strings(&hosts, "ip"));
+    let mut from_api: Vec<String> = services.iter().map(|s| format!("{}:{}", s.host, s.port)).collect();
+    from_api.sort();
+    assert_eq!(dig(server, "_web-grp._tcp.marathon.mesos.", RecordType::SRV).await, from_api);
 
     // enumerate: both built-in frameworks; the app's instances with their records.
     let (status, e) = get(&client, "/mesos_dns/v1/enumerate").await;
