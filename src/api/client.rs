@@ -348,6 +348,47 @@ impl Client {
     }
 }
 
+/// One path segment, percent-encoded (`/` included).
+fn encode_segment(s: &str) -> String {
+    encode_key(s).replace('/', "%2F")
+}
+
+/// Mesos-DNS's HTTP API (`/mesos_dns/v1`). Mesos-DNS answers a name without records with one
+/// entry of empty fields; these methods return an empty list instead.
+impl Client {
+    pub async fn mesos_dns_version(&self) -> Result<super::mesos_dns::Version, ClientError> {
+        self.call(Method::GET, "/mesos_dns/v1/version", None, false).await
+    }
+
+    pub async fn mesos_dns_config(&self) -> Result<super::mesos_dns::DnsSettings, ClientError> {
+        self.call(Method::GET, "/mesos_dns/v1/config", None, false).await
+    }
+
+    /// Every A and AAAA address of `name` (empty when it has none).
+    pub async fn dns_hosts(&self, name: &str) -> Result<Vec<crate::core::dns::HostEntry>, ClientError> {
+        let path = format!("/mesos_dns/v1/hosts/{}", encode_segment(name));
+        let entries: Vec<crate::core::dns::HostEntry> = self.call(Method::GET, &path, None, false).await?;
+        Ok(entries.into_iter().filter(|e| !e.host.is_empty() || !e.ip.is_empty()).collect())
+    }
+
+    /// Every SRV record of `name` with its target's address (empty when it has none).
+    pub async fn dns_services(&self, name: &str) -> Result<Vec<crate::core::dns::ServiceEntry>, ClientError> {
+        let path = format!("/mesos_dns/v1/services/{}", encode_segment(name));
+        let entries: Vec<crate::core::dns::ServiceEntry> = self.call(Method::GET, &path, None, false).await?;
+        Ok(entries.into_iter().filter(|e| !e.host.is_empty() || !e.port.is_empty()).collect())
+    }
+
+    /// Marathon's apps (`GET /v2/apps`), as Marathon's JSON.
+    pub async fn marathon_apps(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+        let v = self.marathon(Method::GET, "/v2/apps", None).await?;
+        Ok(v["apps"].as_array().cloned().unwrap_or_default())
+    }
+
+    pub async fn dns_enumerate(&self) -> Result<crate::core::dns::Enumeration, ClientError> {
+        self.call(Method::GET, "/mesos_dns/v1/enumerate", None, false).await
+    }
+}
+
 impl Client {
     /// A call to Marathon's API (`/v2/…`); answers the JSON body (`null` when empty). Error
     /// bodies with Marathon's `details` become one message naming every path.
@@ -434,5 +475,6 @@ mod tests {
     fn keys_are_encoded_for_paths() {
         assert_eq!(super::encode_key("a/b c?d"), "a/b%20c%3Fd");
         assert_eq!(super::encode_key("é"), "%C3%A9");
+        assert_eq!(super::encode_segment("_a._tcp.b/c"), "_a._tcp.b%2Fc");
     }
 }

@@ -16,6 +16,7 @@ pub mod join;
 pub mod kv;
 pub mod marathon;
 pub mod mesos;
+pub mod mesos_dns;
 pub mod query;
 pub mod sandbox;
 pub mod server;
@@ -73,6 +74,7 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/acs/api/v1/users", get(auth::list_users))
         .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
         .merge(mesos::routes())
+        .merge(mesos_dns::routes())
         .nest("/v2", marathon::routes())
         .nest("/marathon/v2", marathon::routes())
         // DC/OS's Admin Router paths: Marathon at /service/marathon/v2 (the dcos CLI's), and

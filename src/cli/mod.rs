@@ -8,12 +8,14 @@ pub mod auth;
 pub mod ca;
 pub mod cluster;
 pub mod config;
+pub mod dns;
 pub mod image;
 pub mod kv;
 pub mod marathon;
 pub mod master;
 pub mod node;
 pub mod output;
+pub mod service;
 pub mod task;
 
 use std::path::PathBuf;
@@ -58,6 +60,12 @@ pub enum Command {
     /// Agents and masters: list, show, drain, deactivate, reactivate.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Look cluster names up (Mesos-DNS's answers): A, AAAA, SRV.
+    #[command(subcommand)]
+    Dns(dns::DnsCommand),
+    /// Marathon apps with their DNS names, SRV names and /service paths.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Run, list, inspect and kill tasks.
     #[command(subcommand)]
     Task(task::TaskCommand),

@@ -1,4 +1,4 @@
-//! `medos node list|show|drain|deactivate|reactivate` (DC/OS's `dcos node`).
+//! `medos node list|show|drain|deactivate|reactivate|dns` (DC/OS's `dcos node`).
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -19,6 +19,8 @@ pub enum NodeCommand {
     Deactivate { id: String },
     /// Let the agent take new tasks again.
     Reactivate { id: String },
+    /// Look a cluster name up (DC/OS's `dcos node dns`; the same as `medos dns lookup`).
+    Dns(super::dns::LookupArgs),
     /// Join tokens: a new agent with one obtains its certificate from the masters.
     #[command(subcommand, name = "join-token")]
     JoinToken(JoinTokenCommand),
@@ -43,6 +45,9 @@ fn figure(used: f64, total: f64) -> String {
 }
 
 pub async fn run(cmd: NodeCommand, json: bool) -> Result<()> {
+    if let NodeCommand::Dns(args) = &cmd {
+        super::dns::check(args)?;
+    }
     let client = Target::resolve()?.client()?;
     match cmd {
         NodeCommand::List => {
@@ -110,6 +115,7 @@ pub async fn run(cmd: NodeCommand, json: bool) -> Result<()> {
                 println!("attribute:  {k}={v}");
             }
         }
+        NodeCommand::Dns(args) => super::dns::lookup(&client, &args, json).await?,
         NodeCommand::Drain { id } => set_mode(&client, &id, "drain", json).await?,
         NodeCommand::Deactivate { id } => set_mode(&client, &id, "deactivate", json).await?,
         NodeCommand::Reactivate { id } => set_mode(&client, &id, "reactivate", json).await?,

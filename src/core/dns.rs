@@ -34,6 +34,8 @@
 use ::core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use super::agents::AgentStatus;
 use super::marathon::state::FRAMEWORK_ID as MARATHON;
 use super::state::State;
@@ -327,51 +329,9 @@ impl Zone {
     }
 
     fn task(&mut self, state: &State, task: &Task) {
-        let app = (task.framework_id == MARATHON)
-            .then(|| task.app_id.as_ref().and_then(|id| state.marathon.apps.get(id)))
-            .flatten()
-            .map(|record| &record.app);
-        if !task.ready(app.is_some_and(|a| !a.health_checks.is_empty())) {
-            return;
-        }
-        let Some(agent) = state.agents.get(&task.agent_id) else { return };
-        let Ok(ip) = agent.address.parse::<IpAddr>() else { return };
-        let (name, framework) = (label(&task.spec.name), domain_fragment(&task.framework_id));
-        if name.is_empty() || framework.is_empty() {
-            return;
-        }
-        let d = self.domain.clone();
-        let canonical = format!("{name}-{}-{}", task_hash(&task.id), agent_tail(&task.agent_id));
-        for host in [&name, &canonical] {
-            self.add(format!("{host}.{framework}.{d}"), TASK_TTL, address(ip));
-            self.add(format!("{host}.{framework}.slave.{d}"), TASK_TTL, address(ip));
-        }
-        let target = format!("{canonical}.{framework}.slave.{d}");
-        for (i, &port) in task.ports.iter().enumerate() {
-            let definition = app.and_then(|a| a.port_definitions.get(i));
-            let protocols: Vec<&str> = match definition {
-                Some(p) => {
-                    let list: Vec<&str> = p
-                        .protocol
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|p| p.eq_ignore_ascii_case("tcp") || p.eq_ignore_ascii_case("udp"))
-                        .collect();
-                    if list.is_empty() { vec!["tcp"] } else { list }
-                }
-                None if app.is_some() => vec!["tcp"],
-                None => vec!["tcp", "udp"],
-            };
-            let port_name = definition.and_then(|p| p.name.as_deref()).map(label).filter(|l| !l.is_empty());
-            for proto in protocols {
-                let proto = proto.to_ascii_lowercase();
-                let srv = RecordData::Srv { priority: 0, weight: 1, port, target: target.clone() };
-                self.add(format!("_{name}._{proto}.{framework}.{d}"), TASK_TTL, srv.clone());
-                self.add(format!("_{name}._{proto}.{framework}.slave.{d}"), TASK_TTL, srv.clone());
-                if let Some(port_name) = &port_name {
-                    self.add(format!("_{port_name}._{name}._{proto}.{framework}.{d}"), TASK_TTL, srv);
-                }
-            }
+        let records = task_records(state, task, &self.domain);
+        for r in records {
+            self.add(r.name, r.ttl, r.data);
         }
     }
 
@@ -422,6 +382,240 @@ impl Zone {
     pub fn records(&self) -> impl Iterator<Item = &Record> {
         self.records.values().flatten()
     }
+
+    /// The zone's start of authority.
+    pub fn soa(&self) -> &Soa {
+        match &self.soa.data {
+            RecordData::Soa(soa) => soa,
+            _ => unreachable!("the zone's SOA record always holds an SOA"),
+        }
+    }
+
+    /// Mesos-DNS's `/v1/hosts/{host}`: every A and AAAA address of `name` (lower-cased, with
+    /// its trailing dot, as `host`), IPv4 first, each sorted. Empty for a name without
+    /// addresses or outside the domain.
+    pub fn hosts(&self, name: &str) -> Vec<HostEntry> {
+        let key = normalize(name);
+        let Some(records) = self.records.get(&key) else { return vec![] };
+        let mut v4: Vec<Ipv4Addr> = Vec::new();
+        let mut v6: Vec<Ipv6Addr> = Vec::new();
+        for r in records {
+            match r.data {
+                RecordData::A(ip) => v4.push(ip),
+                RecordData::Aaaa(ip) => v6.push(ip),
+                _ => {}
+            }
+        }
+        v4.sort();
+        v6.sort();
+        let ips = v4.into_iter().map(IpAddr::V4).chain(v6.into_iter().map(IpAddr::V6));
+        ips.map(|ip| HostEntry { host: key.clone(), ip: ip.to_string() }).collect()
+    }
+
+    /// Mesos-DNS's `/v1/services/{service}`: one entry per SRV record of `name` and address
+    /// of its target (the target's first A, then its first AAAA), `service` as asked; sorted
+    /// by target and port. Empty for a name without SRV records.
+    pub fn services(&self, name: &str) -> Vec<ServiceEntry> {
+        let key = normalize(name);
+        let Some(records) = self.records.get(&key) else { return vec![] };
+        let mut targets: Vec<(&str, u16)> = records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RecordData::Srv { port, target, .. } => Some((target.as_str(), *port)),
+                _ => None,
+            })
+            .collect();
+        targets.sort();
+        let mut out = Vec::new();
+        for (target, port) in targets {
+            let addresses = self.hosts(target);
+            let first_v4 = addresses.iter().find(|h| h.ip.parse::<Ipv4Addr>().is_ok());
+            let first_v6 = addresses.iter().find(|h| h.ip.parse::<Ipv6Addr>().is_ok());
+            for h in first_v4.into_iter().chain(first_v6) {
+                out.push(ServiceEntry {
+                    service: name.to_string(),
+                    host: target.to_string(),
+                    ip: h.ip.clone(),
+                    port: port.to_string(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The records one task gives the zone under `domain` (normalised, with its trailing dot), in
+/// Mesos-DNS's order: A/AAAA of its name and canonical name (also under `slave`), then SRV per
+/// host port and protocol. Empty unless the task is running (and healthy, when checked) on a
+/// known agent with an IP address.
+fn task_records(state: &State, task: &Task, domain: &str) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    let mut add = |name: String, ttl: u32, data: RecordData| {
+        if !out.iter().any(|r| r.name == name && r.data == data) {
+            out.push(Record { name, ttl, data });
+        }
+    };
+    let app = (task.framework_id == MARATHON)
+        .then(|| task.app_id.as_ref().and_then(|id| state.marathon.apps.get(id)))
+        .flatten()
+        .map(|record| &record.app);
+    if !task.ready(app.is_some_and(|a| !a.health_checks.is_empty())) {
+        return out;
+    }
+    let Some(agent) = state.agents.get(&task.agent_id) else { return out };
+    let Ok(ip) = agent.address.parse::<IpAddr>() else { return out };
+    let (name, framework) = (label(&task.spec.name), domain_fragment(&task.framework_id));
+    if name.is_empty() || framework.is_empty() {
+        return out;
+    }
+    let d = domain;
+    let canonical = format!("{name}-{}-{}", task_hash(&task.id), agent_tail(&task.agent_id));
+    for host in [&name, &canonical] {
+        add(format!("{host}.{framework}.{d}"), TASK_TTL, address(ip));
+        add(format!("{host}.{framework}.slave.{d}"), TASK_TTL, address(ip));
+    }
+    let target = format!("{canonical}.{framework}.slave.{d}");
+    for (i, &port) in task.ports.iter().enumerate() {
+        let definition = app.and_then(|a| a.port_definitions.get(i));
+        let protocols: Vec<&str> = match definition {
+            Some(p) => {
+                let list: Vec<&str> = p
+                    .protocol
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| p.eq_ignore_ascii_case("tcp") || p.eq_ignore_ascii_case("udp"))
+                    .collect();
+                if list.is_empty() { vec!["tcp"] } else { list }
+            }
+            None if app.is_some() => vec!["tcp"],
+            None => vec!["tcp", "udp"],
+        };
+        let port_name = definition.and_then(|p| p.name.as_deref()).map(label).filter(|l| !l.is_empty());
+        for proto in protocols {
+            let proto = proto.to_ascii_lowercase();
+            let srv = RecordData::Srv { priority: 0, weight: 1, port, target: target.clone() };
+            add(format!("_{name}._{proto}.{framework}.{d}"), TASK_TTL, srv.clone());
+            add(format!("_{name}._{proto}.{framework}.slave.{d}"), TASK_TTL, srv.clone());
+            if let Some(port_name) = &port_name {
+                add(format!("_{port_name}._{name}._{proto}.{framework}.{d}"), TASK_TTL, srv);
+            }
+        }
+    }
+    out
+}
+
+/// One address of a name, as Mesos-DNS's HTTP API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEntry {
+    pub host: String,
+    pub ip: String,
+}
+
+/// One SRV record with its target's address, as Mesos-DNS's HTTP API lists it (the port is a
+/// string there).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    pub service: String,
+    pub host: String,
+    pub ip: String,
+    pub port: String,
+}
+
+/// Mesos-DNS's `/v1/enumerate`: every framework with the records of each of its named tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enumeration {
+    pub frameworks: Vec<EnumeratedFramework>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumeratedFramework {
+    pub tasks: Vec<EnumeratedTask>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumeratedTask {
+    pub name: String,
+    pub id: String,
+    pub records: Vec<EnumeratedRecord>,
+}
+
+/// One record: `host` is the address (A, AAAA) or `target:port` (SRV).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumeratedRecord {
+    pub name: String,
+    pub host: String,
+    pub rtype: String,
+}
+
+/// The frameworks Mesos-DNS's enumeration always lists (the built-in ones).
+const BUILT_IN_FRAMEWORKS: [&str; 2] = [MARATHON, "medos-tasks"];
+
+/// Builds Mesos-DNS's enumeration under `domain`: the built-in frameworks and every framework
+/// with a task, by name; in each, the tasks that have names (running, and healthy when
+/// checked), by id, with every record they give the zone.
+pub fn enumerate(state: &State, domain: &str) -> Enumeration {
+    let domain = normalize(domain.trim_end_matches('.'));
+    let mut frameworks: BTreeMap<&str, Vec<EnumeratedTask>> =
+        BUILT_IN_FRAMEWORKS.iter().map(|f| (*f, Vec::new())).collect();
+    for task in state.tasks.values() {
+        let tasks = frameworks.entry(task.framework_id.as_str()).or_default();
+        let records: Vec<EnumeratedRecord> = task_records(state, task, &domain)
+            .into_iter()
+            .filter_map(|r| {
+                let (host, rtype) = match r.data {
+                    RecordData::A(ip) => (ip.to_string(), "A"),
+                    RecordData::Aaaa(ip) => (ip.to_string(), "AAAA"),
+                    RecordData::Srv { port, target, .. } => (format!("{target}:{port}"), "SRV"),
+                    _ => return None,
+                };
+                Some(EnumeratedRecord { name: r.name, host, rtype: rtype.into() })
+            })
+            .collect();
+        if !records.is_empty() {
+            tasks.push(EnumeratedTask { name: task.spec.name.clone(), id: task.id.clone(), records });
+        }
+    }
+    let frameworks = frameworks
+        .into_iter()
+        .map(|(name, mut tasks)| {
+            tasks.sort_by(|a, b| a.id.cmp(&b.id));
+            EnumeratedFramework { tasks, name: name.to_string() }
+        })
+        .collect();
+    Enumeration { frameworks }
+}
+
+/// Longest name a lookup accepts (RFC 1035: 253 characters without the trailing dot).
+pub const MAX_NAME: usize = 253;
+
+/// Checks a name to look up: 1 to 253 characters of dot-separated labels, each 1 to 63
+/// letters, digits, `-` or `_` (service labels start with `_`); one trailing dot allowed.
+/// The error names what is wrong.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    if n.is_empty() {
+        return Err("the name is empty; give a name such as leader.mesos or app-grp.marathon.mesos".into());
+    }
+    if n.len() > MAX_NAME {
+        return Err(format!("the name is {} characters long; DNS names have at most {MAX_NAME}", n.len()));
+    }
+    for label in n.split('.') {
+        if label.is_empty() {
+            return Err(format!("{name:?} has an empty label (two dots in a row, or a leading dot)"));
+        }
+        if label.len() > MAX_LABEL {
+            return Err(format!(
+                "{name:?}: the label {:?}… is {} characters long; labels have at most {MAX_LABEL}",
+                label.chars().take(16).collect::<String>(),
+                label.len()
+            ));
+        }
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+            return Err(format!("{name:?}: the label {label:?} holds {c:?}; labels are letters, digits, '-' and '_'"));
+        }
+    }
+    Ok(())
 }
 
 /// Answers one query from `state` (builds the zone; servers keep a built [`Zone`] instead).
@@ -707,5 +901,109 @@ mod tests {
         assert_eq!(url_host_port("https://[fd00::1]:7443/x"), Some(("fd00::1".parse().unwrap(), Some(7443))));
         assert_eq!(url_host_port("https://10.0.0.1"), Some(("10.0.0.1".parse().unwrap(), None)));
         assert_eq!(url_host_port("https://master-1.example:7443"), None);
+    }
+
+    #[test]
+    fn hosts_list_every_address_of_a_name() {
+        let zone = Zone::build(&cluster(), "mesos", leader());
+        let hosts = zone.hosts("Web-Grp.Marathon.MESOS");
+        let want = |ip: &str| HostEntry { host: "web-grp.marathon.mesos.".into(), ip: ip.into() };
+        assert_eq!(hosts, vec![want("10.0.1.1"), want("10.0.1.2")]);
+        assert_eq!(zone.hosts("leader.mesos.")[0].ip, "10.0.0.2");
+        assert_eq!(zone.hosts("agent.mesos").len(), 3, "A and AAAA");
+        assert_eq!(zone.hosts("agent.mesos")[2].ip, "fd00::4", "IPv4 first");
+        for none in ["nothing.mesos", "_web-grp._tcp.marathon.mesos", "mesos", "example.com", "medos-tasks.mesos"] {
+            assert_eq!(zone.hosts(none), vec![], "{none}");
+        }
+    }
+
+    #[test]
+    fn services_list_each_srv_record_with_its_targets_address() {
+        let zone = Zone::build(&cluster(), "mesos", leader());
+        let web1 = format!("{}.marathon.slave.mesos.", canonical("web.1", "web-grp", "s0"));
+        let web2 = format!("{}.marathon.slave.mesos.", canonical("web.2", "web-grp", "s1"));
+        let asked = "_web-grp._tcp.marathon.mesos";
+        let entry = |host: &str, ip: &str, port: &str| ServiceEntry {
+            service: asked.into(),
+            host: host.into(),
+            ip: ip.into(),
+            port: port.into(),
+        };
+        let mut want = vec![entry(&web1, "10.0.1.1", "31000"), entry(&web2, "10.0.1.2", "31005")];
+        want.sort_by(|a, b| a.host.cmp(&b.host));
+        assert_eq!(zone.services(asked), want);
+        let leader = zone.services("_LEADER._tcp.mesos.");
+        assert_eq!(leader.len(), 1);
+        assert_eq!(
+            (leader[0].host.as_str(), leader[0].ip.as_str(), leader[0].port.as_str()),
+            ("leader.mesos.", "10.0.0.2", "7443")
+        );
+        assert_eq!(leader[0].service, "_LEADER._tcp.mesos.", "as asked");
+        for none in ["_nothing._tcp.marathon.mesos", "web-grp.marathon.mesos", "", "example.com"] {
+            assert_eq!(zone.services(none), vec![], "{none}");
+        }
+    }
+
+    #[test]
+    fn enumeration_lists_frameworks_and_the_records_of_named_tasks() {
+        let e = enumerate(&cluster(), "mesos.");
+        let names: Vec<&str> = e.frameworks.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["marathon", "medos-tasks"]);
+        let marathon = &e.frameworks[0];
+        let ids: Vec<&str> = marathon.tasks.iter().map(|t| t.id.as_str()).collect();
+        // Staging, finished, unhealthy and unknown-health instances have no records.
+        assert_eq!(ids, vec!["checked.1", "web.1", "web.2"]);
+        let web1 = &marathon.tasks[1];
+        assert_eq!(web1.name, "web.grp");
+        let canonical = canonical("web.1", "web-grp", "s0");
+        let has = |name: &str, host: &str, rtype: &str| {
+            web1.records.iter().any(|r| r.name == name && r.host == host && r.rtype == rtype)
+        };
+        assert!(has("web-grp.marathon.mesos.", "10.0.1.1", "A"), "{web1:?}");
+        assert!(has(&format!("{canonical}.marathon.slave.mesos."), "10.0.1.1", "A"));
+        let target = format!("{canonical}.marathon.slave.mesos.:31000");
+        assert!(has("_web-grp._tcp.marathon.mesos.", &target, "SRV"));
+        assert!(has("_http._web-grp._tcp.marathon.mesos.", &target, "SRV"));
+        assert!(has("_web-grp._udp.marathon.slave.mesos.", &format!("{canonical}.marathon.slave.mesos.:31001"), "SRV"));
+        assert_eq!(web1.records.len(), 4 + 5, "four A names, five SRV names");
+        // Every enumerated record is in the zone.
+        let zone = Zone::build(&cluster(), "mesos", leader());
+        for t in e.frameworks.iter().flat_map(|f| &f.tasks) {
+            for r in &t.records {
+                assert!(zone.records().any(|z| z.name == r.name), "{r:?}");
+            }
+        }
+        let tasks = &e.frameworks[1].tasks;
+        assert_eq!(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), vec!["one.1", "v6.1"]);
+        assert_eq!(tasks[1].records[0].rtype, "AAAA");
+        let json = serde_json::to_value(&e).unwrap();
+        assert!(json["frameworks"][0]["tasks"][0]["records"][0]["rtype"].is_string());
+        assert_eq!(enumerate(&State::default(), "mesos").frameworks.iter().map(|f| f.tasks.len()).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn names_to_look_up_are_checked() {
+        for good in
+            ["leader.mesos", "leader.mesos.", "_web-grp._tcp.marathon.mesos", "a", &format!("{}.mesos", "x".repeat(63))]
+        {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        let long = vec!["abc"; 70].join(".");
+        let cases: Vec<(String, &str)> = vec![
+            (String::new(), "empty"),
+            (".".into(), "empty"),
+            ("a..b".into(), "empty label"),
+            (".a".into(), "empty label"),
+            (format!("{}.mesos", "x".repeat(64)), "at most 63"),
+            (long, "at most 253"),
+            ("a b.mesos".into(), "' '"),
+            ("a/b".into(), "'/'"),
+            (format!("{}.mesos", "é".repeat(40)), "at most 63"),
+            ("é.mesos".into(), "'é'"),
+        ];
+        for (bad, why) in cases {
+            let err = validate_name(&bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
     }
 }

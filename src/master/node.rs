@@ -113,6 +113,8 @@ pub struct Master {
     /// The cluster CA with its key, when `ca_key` is set: signs certificates for agents that
     /// join with a token.
     pub ca_signer: Option<Arc<crate::pki::Ca>>,
+    /// Where this master's DNS server listens (UDP and TCP), once bound; unset without DNS.
+    pub dns_addr: std::sync::OnceLock<SocketAddr>,
     bootstrap_admin: Option<User>,
 }
 
@@ -353,6 +355,7 @@ pub async fn start(
         marathon: Default::default(),
         allocator: Default::default(),
         ca_signer,
+        dns_addr: std::sync::OnceLock::new(),
         bootstrap_admin,
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");
@@ -361,7 +364,10 @@ pub async fn start(
         let metrics = master.raft.metrics();
         let leader: crate::dns::LeaderFn = Arc::new(move || metrics.borrow().current_leader);
         match crate::dns::DnsServer::start(&master.config.dns, master.state.clone(), leader).await {
-            Ok(dns) => Some(dns),
+            Ok(dns) => {
+                let _ = master.dns_addr.set(dns.addr());
+                Some(dns)
+            }
             Err(e) => {
                 let _ = master.raft.shutdown().await;
                 return Err(e.into());
