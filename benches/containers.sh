@@ -56,11 +56,9 @@ CPU_SECS=${CPU_SECS:-10}
 OUT=${CB_OUT:-$ROOT/bench-results/containers.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-log() { printf '[containers.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
+BENCH=containers.sh
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 # ---- 1. peers from Debian ----
 missing=()
@@ -294,9 +292,8 @@ verdict() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "yes" : "no" }'; }
 below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? "yes" : "no" }'; }
 row() { echo "| $1 | $2 | $3 | $4 | $(ratio "$2" "$crun_med") | $(ratio "$2" "$runc_med") |"; }
 
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit+=" (with uncommitted changes)"; fi
+cpu=$(bench_cpu)
+commit=$(bench_commit)
 runc_version=$(runc --version | awk 'NR == 1 { print $3 }')
 crun_version=$(crun --version | awk 'NR == 1 { print $3 }')
 LOAD_AVG_AFTER=$(cut -d" " -f1-3 /proc/loadavg)

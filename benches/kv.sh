@@ -35,11 +35,9 @@ KILL_AFTER=${KV_KILL_AFTER:-4}
 OUT=${KV_OUT:-$ROOT/bench-results/kv.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-log() { printf '[kv.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
+BENCH=kv.sh
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 # ---- 1. peers from Debian ----
 missing=()
@@ -226,9 +224,8 @@ failover etcd
 failover medos
 
 # ---- 6. report ----
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit+=" (with uncommitted changes)"; fi
+cpu=$(bench_cpu)
+commit=$(bench_commit)
 etcd_version=$(etcd --version | awk 'NR == 1 { print $3 }')
 fs=$(df --output=fstype "$WORK" | tail -1)
 table=$("$KVLOAD" report --results "$RESULTS")

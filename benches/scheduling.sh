@@ -56,11 +56,9 @@ IDLE_SECS=${SCHED_IDLE_SECS:-10}
 OUT=${SCHED_OUT:-$ROOT/bench-results/scheduling.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
-log() { printf '[scheduling.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
+BENCH=scheduling.sh
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 if ! command -v jq >/dev/null; then
     [[ $(id -u) -eq 0 ]] || die "need jq (or root to apt-get install it)"
@@ -242,9 +240,8 @@ for masters in $MASTERS_LIST; do
 done
 
 # ---- 7. report ----
-cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit+=" (with uncommitted changes)"; fi
+cpu=$(bench_cpu)
+commit=$(bench_commit)
 fs=$(df --output=fstype "$WORK" | tail -1)
 table=$("$SCHEDLOAD" report --results "$RESULTS")
 mkdir -p "$(dirname "$OUT")"
