@@ -96,7 +96,7 @@ pub async fn agent_duties(master: std::sync::Arc<Master>) {
     let mut tick = tokio::time::interval(interval.min(Duration::from_millis(500)));
     let mut last_ping = Instant::now();
     // Each pass scans the tasks and sessions: passes are spaced out under a stream of commits.
-    let mut pace = super::pace::Pace::new(Duration::from_millis(25));
+    let mut pace = super::pace::Pace::new(Duration::from_millis(5));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -113,7 +113,10 @@ pub async fn agent_duties(master: std::sync::Arc<Master>) {
             last_ping = Instant::now();
         }
         dispatch(&master, ping);
-        for command in overdue(&master, unreachable_after).into_iter().chain(drains(&master)) {
+        let bookkeeping: Vec<Command> =
+            overdue(&master, unreachable_after).into_iter().chain(drains(&master)).collect();
+        pace.done();
+        for command in bookkeeping {
             if let Err(e) = master.propose(command).await {
                 tracing::warn!(error = %e, "agent bookkeeping write failed; retrying on the next tick");
             }

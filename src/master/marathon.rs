@@ -28,9 +28,9 @@ use crate::core::{Command, CommandSpec, Resources, State, Task, TaskSpec, TaskSt
 /// How long a TASK_UNREACHABLE task counts as an instance when the app sets no strategy.
 const DEFAULT_INACTIVE_AFTER_MS: u64 = 0;
 
-/// Passes are at least this far apart: under a stream of commits (status updates of thousands
-/// of tasks) one pass handles everything applied since the previous one.
-const PASS_INTERVAL: Duration = Duration::from_millis(50);
+/// The least gap between passes (see `master::pace`): under a stream of commits (status updates
+/// of thousands of tasks) one pass handles everything applied since the previous one.
+const PASS_GAP: Duration = Duration::from_millis(5);
 
 /// Launch delay of an app after failed tasks (Marathon's backoff).
 #[derive(Debug, Clone, Default)]
@@ -95,7 +95,7 @@ pub async fn marathon_duties(master: Arc<Master>) {
     let mut applied = master.applied.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut was_leader = false;
-    let mut pace = super::pace::Pace::new(PASS_INTERVAL);
+    let mut pace = super::pace::Pace::new(PASS_GAP);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -122,6 +122,7 @@ pub async fn marathon_duties(master: Arc<Master>) {
             commands.extend(master.allocator.round(&state, &[&framework], now));
             commands
         };
+        pace.done();
         if commands.is_empty() {
             continue;
         }
