@@ -45,6 +45,14 @@ async fn instance(name: &'static str, release: Arc<tokio::sync::Notify>) -> u16 
             }),
         )
         .route(
+            "/size",
+            axum::routing::post(|req: axum::extract::Request| async move {
+                use http_body_util::BodyExt;
+                let body = req.into_body().collect().await.map(|c| c.to_bytes().len()).unwrap_or(0);
+                body.to_string()
+            }),
+        )
+        .route(
             "/ws",
             get(|ws: WebSocketUpgrade| async move {
                 ws.on_upgrade(|mut socket| async move {
@@ -116,6 +124,12 @@ async fn requests_events_and_websockets_reach_the_labelled_apps_instances() {
         seen.insert(body["instance"].as_str().unwrap().to_string());
     }
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["one", "two"], "requests go to both instances");
+
+    // Request bodies stream through without the API's 1 MiB cap.
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let resp = client.send(Method::POST, "/service/tools/web/size", Some(big.clone().into()), false).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), big.len().to_string());
 
     // Without the trailing slash: a redirect into the prefix, as Admin Router answers.
     let token = login_token(&cluster, &leader).await;
