@@ -64,9 +64,10 @@ impl DnsServer {
     pub async fn start(
         config: &DnsConfig,
         state: Arc<RwLock<State>>,
+        applied: tokio::sync::watch::Receiver<u64>,
         leader: LeaderFn,
     ) -> Result<DnsServer, DnsServerError> {
-        let handler = Handler::new(config, state, leader)?;
+        let handler = Handler::new(config, state, applied, leader)?;
         let (udp, tcp) = bind(config.listen).await?;
         let addr =
             udp.local_addr().map_err(|source| DnsServerError::Listen { addr: config.listen, proto: "udp", source })?;
@@ -193,18 +194,27 @@ fn resolver(servers: &[SocketAddr], timeout: Duration) -> Result<TokioResolver, 
 struct Handler {
     domain: String,
     state: Arc<RwLock<State>>,
+    /// The applied index, without the state's lock: a cached zone is served while a long apply
+    /// holds the lock, instead of every query waiting for it.
+    applied: tokio::sync::watch::Receiver<u64>,
     leader: LeaderFn,
     zone: Mutex<Option<CachedZone>>,
     forwarders: Forwarders,
 }
 
 impl Handler {
-    fn new(config: &DnsConfig, state: Arc<RwLock<State>>, leader: LeaderFn) -> Result<Handler, DnsServerError> {
+    fn new(
+        config: &DnsConfig,
+        state: Arc<RwLock<State>>,
+        applied: tokio::sync::watch::Receiver<u64>,
+        leader: LeaderFn,
+    ) -> Result<Handler, DnsServerError> {
         zone::validate_domain(&config.domain)
             .map_err(|message| DnsServerError::Invalid { field: "dns.domain", message })?;
         Ok(Handler {
             domain: config.domain.clone(),
             state,
+            applied,
             leader,
             zone: Mutex::new(None),
             forwarders: Forwarders::new(config)?,
@@ -215,7 +225,7 @@ impl Handler {
     /// Holds the state's read lock only while building (never across an await).
     fn zone(&self) -> Arc<Zone> {
         let leader = (self.leader)();
-        let applied = self.state.read().map(|s| s.last_applied).unwrap_or(0);
+        let applied = *self.applied.borrow();
         let mut cached = self.zone.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cached.as_ref()
             && c.applied == applied

@@ -363,7 +363,9 @@ pub async fn start(
     let dns = if master.config.dns.enabled {
         let metrics = master.raft.metrics();
         let leader: crate::dns::LeaderFn = Arc::new(move || metrics.borrow().current_leader);
-        match crate::dns::DnsServer::start(&master.config.dns, master.state.clone(), leader).await {
+        match crate::dns::DnsServer::start(&master.config.dns, master.state.clone(), master.applied.clone(), leader)
+            .await
+        {
             Ok(dns) => {
                 let _ = master.dns_addr.set(dns.addr());
                 Some(dns)
