@@ -52,6 +52,9 @@ pub enum Command {
     /// Where master `name` answers cluster DNS (`IP:port`), or that it does not (`None`).
     /// Each master records its own once it runs, so agents can point tasks at every master.
     MasterDns { name: String, addr: Option<String> },
+    /// The range VIPs are allocated from (the leader's configuration, `127.x.y.z/n`); VIPs
+    /// outside it move into it.
+    VipRange { range: String },
     /// An image whose blobs every master holds; its names move to it from other images.
     ImageAdd { image: Box<super::images::ImageRecord> },
     /// Forgets an image (by name or digest); masters later delete blobs no image uses.

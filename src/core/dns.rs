@@ -246,6 +246,25 @@ pub struct Zone {
     /// Names that own no records but have names below them (RFC 8020: NODATA, not NXDOMAIN).
     nonterminals: BTreeSet<String>,
     soa: Record,
+    /// The SOA of the VIP zone (`l4lb.thisdcos.directory.`), served next to the cluster's.
+    vip_soa: Record,
+}
+
+/// The VIP zone's apex, normalised (`l4lb.thisdcos.directory.`).
+fn vip_apex() -> String {
+    normalize(super::vips::DOMAIN)
+}
+
+/// Whether `name` is `apex` or below it.
+fn under(name: &str, apex: &str) -> bool {
+    name == apex || name.strip_suffix(apex).is_some_and(|prefix| prefix.ends_with('.'))
+}
+
+/// Whether `name` is answered from the state: the cluster domain `domain`, the VIP zone, or
+/// below either (everything else is forwarded).
+pub fn in_cluster_zones(name: &str, domain: &str) -> bool {
+    let n = normalize(name);
+    under(&n, &normalize(domain.trim_end_matches('.'))) || under(&n, &vip_apex())
 }
 
 impl Zone {
@@ -267,19 +286,28 @@ impl Zone {
                 minimum: NEGATIVE_TTL,
             }),
         };
-        let mut zone = Zone { domain: domain.clone(), records: BTreeMap::new(), nonterminals: BTreeSet::new(), soa };
+        let vip_apex = vip_apex();
+        let vip_soa = Record { name: vip_apex.clone(), ..soa.clone() };
+        let mut zone =
+            Zone { domain: domain.clone(), records: BTreeMap::new(), nonterminals: BTreeSet::new(), soa, vip_soa };
         zone.add(domain.clone(), TTL, zone.soa.data.clone());
         zone.add(domain.clone(), TTL, RecordData::Ns(ns.clone()));
+        zone.add(vip_apex.clone(), TTL, zone.vip_soa.data.clone());
+        zone.add(vip_apex.clone(), TTL, RecordData::Ns(ns.clone()));
         zone.masters(state, leader);
         zone.agents(state);
         for task in state.tasks.values() {
             zone.task(state, task);
         }
+        for (name, ip) in &state.vips.by_name {
+            zone.add(normalize(&super::vips::dns_name(name)), TTL, RecordData::A(*ip));
+        }
         let names: Vec<String> = zone.records.keys().cloned().collect();
         for name in names {
+            let apex_len = if under(&name, &vip_apex) { vip_apex.len() } else { domain.len() };
             let mut rest = name.as_str();
             while let Some((_, parent)) = rest.split_once('.') {
-                if parent.len() <= domain.len() {
+                if parent.len() <= apex_len {
                     break;
                 }
                 if !zone.records.contains_key(parent) {
@@ -343,7 +371,7 @@ impl Zone {
     /// Whether `name` is the cluster domain or below it (else it is forwarded).
     pub fn contains(&self, name: &str) -> bool {
         let n = normalize(name);
-        n == self.domain || n.strip_suffix(self.domain.as_str()).is_some_and(|prefix| prefix.ends_with('.'))
+        under(&n, &self.domain) || under(&n, &self.vip_soa.name)
     }
 
     /// Answers a query, or `None` when `name` is outside the cluster domain. Answer records
@@ -354,7 +382,7 @@ impl Zone {
         }
         let key = normalize(name);
         let asked = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-        let negative = |rcode| Answer { rcode, answers: vec![], authority: vec![self.negative_soa()] };
+        let negative = |rcode| Answer { rcode, answers: vec![], authority: vec![self.negative_soa(&key)] };
         match self.records.get(&key) {
             Some(records) => {
                 let answers: Vec<Record> = records
@@ -374,8 +402,9 @@ impl Zone {
     }
 
     /// The SOA for negative answers: its TTL is the negative-caching time (RFC 2308).
-    fn negative_soa(&self) -> Record {
-        Record { ttl: NEGATIVE_TTL, ..self.soa.clone() }
+    fn negative_soa(&self, name: &str) -> Record {
+        let soa = if under(name, &self.vip_soa.name) { &self.vip_soa } else { &self.soa };
+        Record { ttl: NEGATIVE_TTL, ..soa.clone() }
     }
 
     /// Every record, for diagnostics and tests.
@@ -822,6 +851,34 @@ mod tests {
             }
             assert!(matches!(answer.authority[0].data, RecordData::Soa(_)), "{name}: SOA in authority");
         }
+    }
+
+    #[test]
+    fn vip_names_resolve_in_their_own_zone() {
+        let mut s = cluster();
+        add_app(
+            &mut s,
+            json!({"id": "/grp/api", "cmd": "sleep 1000", "portDefinitions": [{"port": 0, "labels": {"VIP_0": "/grp/api:80"}}]}),
+        );
+        s.sync_vips();
+        let ip = s.vips.by_name["grp/api"];
+        let a = answer(&s, "mesos", leader(), "grpapi.marathon.l4lb.thisdcos.directory", RecordType::A).unwrap();
+        assert_eq!(data(&a), vec![format!("A {ip}")]);
+        assert_eq!(a.answers[0].ttl, TTL);
+        let soa = |name: &str, rtype| {
+            let got = answer(&s, "mesos", leader(), name, rtype).unwrap();
+            let apex = got.authority.first().map(|r| r.name.clone());
+            (got.rcode, got.answers.len(), apex)
+        };
+        let vip_apex = Some("l4lb.thisdcos.directory.".to_string());
+        assert_eq!(soa("nope.marathon.l4lb.thisdcos.directory", RecordType::A), (Rcode::NxDomain, 0, vip_apex.clone()));
+        assert_eq!(soa("marathon.l4lb.thisdcos.directory", RecordType::A), (Rcode::NoError, 0, vip_apex.clone()));
+        assert_eq!(soa("grpapi.marathon.l4lb.thisdcos.directory", RecordType::Aaaa), (Rcode::NoError, 0, vip_apex));
+        assert_eq!(soa("l4lb.thisdcos.directory", RecordType::Ns), (Rcode::NoError, 1, None));
+        assert_eq!(soa("nope.mesos", RecordType::A), (Rcode::NxDomain, 0, Some("mesos.".to_string())));
+        assert_eq!(answer(&s, "mesos", leader(), "thisdcos.directory", RecordType::A), None);
+        assert!(in_cluster_zones("X.l4lb.thisdcos.directory.", "mesos"));
+        assert!(!in_cluster_zones("xl4lb.thisdcos.directory", "mesos"));
     }
 
     #[test]

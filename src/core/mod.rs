@@ -18,6 +18,7 @@ pub mod service;
 pub mod state;
 pub mod tasks;
 pub mod users;
+pub mod vips;
 
 pub use agents::{Agent, AgentMode, AgentRegistration, AgentStatus};
 pub use command::{Command, Response};

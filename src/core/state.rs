@@ -53,6 +53,9 @@ pub struct State {
     /// Where each master (by name) answers cluster DNS, `IP:port`.
     #[serde(default)]
     pub master_dns: BTreeMap<String, String>,
+    /// VIP addresses of named VIPs, and the range they come from.
+    #[serde(default)]
+    pub vips: super::vips::Vips,
     /// Index of the last applied log entry (0 before any).
     pub last_applied: u64,
 }
@@ -151,15 +154,23 @@ impl State {
                 use super::marathon::state::DeployOutcome;
                 match self.marathon.deploy(deployment_id, version, *at_ms, changes, groups, *force) {
                     DeployOutcome::Started { deployment_id, version } => {
+                        self.sync_vips();
                         Response::DeploymentStarted { deployment_id, version }
                     }
                     DeployOutcome::Conflict { deployments } => Response::DeploymentConflict { deployments },
                     DeployOutcome::Invalid { message } => Response::Rejected { message },
                 }
             }
-            Command::MarathonDeploymentStepDone { deployment_id, step } => Response::DeploymentUpdated {
-                deployment_id: deployment_id.clone(),
-                applied: self.marathon.step_done(deployment_id, *step),
+            Command::MarathonDeploymentStepDone { deployment_id, step } => {
+                let applied = self.marathon.step_done(deployment_id, *step);
+                if applied {
+                    self.sync_vips();
+                }
+                Response::DeploymentUpdated { deployment_id: deployment_id.clone(), applied }
+            }
+            Command::VipRange { range } => match self.set_vip_range(range) {
+                Ok(()) => Response::Applied,
+                Err(message) => Response::Rejected { message },
             },
             Command::MarathonDeploymentStop { deployment_id } => Response::DeploymentUpdated {
                 deployment_id: deployment_id.clone(),

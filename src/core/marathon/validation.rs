@@ -1691,6 +1691,10 @@ fn canonical_rules(app: &AppDefinition, facts: &RawFacts, valid_roles: &[String]
     let p = |k: &str| sub(at, k);
     let root = here(at);
 
+    for (path, message) in crate::core::vips::label_violations(app) {
+        e.add(sub(at, &path), message);
+    }
+
     // id
     for v in app.id.violations() {
         e.add(p("id"), v);

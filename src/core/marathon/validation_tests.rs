@@ -987,11 +987,11 @@ fn port_defaults_follow_marathon() {
     assert_eq!(ok(json!({"id": "/a", "cmd": "ab", "portDefinitions": []})).to_json()["portDefinitions"], json!([]));
     assert_eq!(ok(json!({"id": "/a", "cmd": "ab", "ports": []})).to_json()["portDefinitions"], json!([]));
     let app = ok(
-        json!({"id": "/a", "cmd": "ab", "portDefinitions": [{"port": 0, "protocol": "udp,tcp", "labels": {"VIP_0": "1.2.3.4:80"}}]}),
+        json!({"id": "/a", "cmd": "ab", "portDefinitions": [{"port": 0, "protocol": "udp,tcp", "labels": {"VIP_0": "127.1.2.3:80"}}]}),
     );
     assert_eq!(
         app.to_json()["portDefinitions"],
-        json!([{"port": 0, "protocol": "udp,tcp", "labels": {"VIP_0": "1.2.3.4:80"}}])
+        json!([{"port": 0, "protocol": "udp,tcp", "labels": {"VIP_0": "127.1.2.3:80"}}])
     );
     // More port definitions than mappings with bridge networking: Marathon adds mappings.
     let app = ok(
