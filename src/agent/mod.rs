@@ -18,6 +18,7 @@ pub mod resources;
 pub mod runtime;
 pub mod session;
 pub mod simulate;
+pub mod vips;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,8 @@ pub struct StartOptions {
     pub http: Option<reqwest::Client>,
     /// Do not run the health checker (simulated agents have no processes to check).
     pub no_health_checks: bool,
+    /// Do not serve VIPs (simulated agents: one process stands for many hosts).
+    pub no_vips: bool,
     pub tuning: session::Tuning,
 }
 
@@ -132,18 +135,20 @@ pub async fn start_with(
                 == Some(crate::pki::join::JoinKind::Public),
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    let session = Arc::new(
-        session::Session::new(
-            config.masters.clone(),
-            http,
-            registration,
-            executor.clone(),
-            outbox,
-            config.work_dir.join("agent-id"),
-        )
-        .with_tuning(options.tuning)
-        .with_resolv_conf(config.work_dir.join(dns::RESOLV_CONF)),
-    );
+    let mut session = session::Session::new(
+        config.masters.clone(),
+        http,
+        registration,
+        executor.clone(),
+        outbox,
+        config.work_dir.join("agent-id"),
+    )
+    .with_tuning(options.tuning)
+    .with_resolv_conf(config.work_dir.join(dns::RESOLV_CONF));
+    if !options.no_vips {
+        session = session.with_vips(Arc::new(vips::VipProxy::default()));
+    }
+    let session = Arc::new(session);
     let (shutdown, rx) = watch::channel(false);
     let api_server = api_server.map(|server| {
         let sandboxes = config.work_dir.join("sandboxes");

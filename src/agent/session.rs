@@ -50,6 +50,8 @@ pub struct Session {
     agent_id: RwLock<Option<String>>,
     /// Where the tasks' `resolv.conf` is written (`None`: tasks keep the host's).
     resolv_conf: Option<std::path::PathBuf>,
+    /// The VIP load balancer (`None`: this agent serves no VIPs).
+    vips: Option<Arc<super::vips::VipProxy>>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,7 @@ impl Session {
             leader: RwLock::new(None),
             agent_id: RwLock::new(agent_id),
             resolv_conf: None,
+            vips: None,
         }
     }
 
@@ -99,6 +102,17 @@ impl Session {
     pub fn with_resolv_conf(mut self, path: std::path::PathBuf) -> Self {
         self.resolv_conf = Some(path);
         self
+    }
+
+    /// The same session, serving the VIPs the leader sends through `proxy`.
+    pub fn with_vips(mut self, proxy: Arc<super::vips::VipProxy>) -> Self {
+        self.vips = Some(proxy);
+        self
+    }
+
+    /// The VIPs this agent serves with their instances (empty without a VIP proxy).
+    pub fn vip_table(&self) -> Vec<(std::net::SocketAddr, Vec<std::net::SocketAddr>)> {
+        self.vips.as_ref().map(|p| p.table()).unwrap_or_default()
     }
 
     fn update_dns(&self, dns: Option<&crate::api::agent_protocol::ClusterDns>) {
@@ -282,6 +296,11 @@ impl Session {
         match event {
             AgentEvent::Ping => {}
             AgentEvent::ClusterDns { dns } => self.update_dns(dns.as_ref()),
+            AgentEvent::Vips { routes } => {
+                if let Some(proxy) = &self.vips {
+                    proxy.update(&routes);
+                }
+            }
             AgentEvent::Launch { task } => {
                 tracing::info!(task = %task.id, "launching");
                 let _ = tokio::task::spawn_blocking(move || executor.launch(*task)).await;

@@ -90,6 +90,11 @@ pub enum AgentEvent {
     ClusterDns {
         dns: Option<ClusterDns>,
     },
+    /// Every VIP with its ready instances (sent when a stream opens and whenever the table
+    /// changes); the agent serves exactly these.
+    Vips {
+        routes: Vec<crate::core::vips::VipRoute>,
+    },
 }
 
 /// A fresh agent id in Mesos's form (`<uuid>-S0`). An agent draws its id once, stores it, and

@@ -384,6 +384,11 @@ impl Client {
         Ok(v["apps"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Every VIP with its names, apps and ready instances.
+    pub async fn vips(&self) -> Result<Vec<crate::core::vips::VipRoute>, ClientError> {
+        self.call(Method::GET, super::mesos_dns::VIPS_PATH, None, false).await
+    }
+
     pub async fn dns_enumerate(&self) -> Result<crate::core::dns::Enumeration, ClientError> {
         self.call(Method::GET, "/mesos_dns/v1/enumerate", None, false).await
     }

@@ -47,6 +47,20 @@ pub fn routes() -> Router<Arc<Master>> {
         .route(&format!("{PREFIX}/hosts/{{host}}"), get(hosts))
         .route(&format!("{PREFIX}/services/{{service}}"), get(services))
         .route(&format!("{PREFIX}/enumerate"), get(enumerate))
+        .route(VIPS_PATH, get(vips))
+}
+
+/// Every VIP with its names, apps and ready instances.
+pub const VIPS_PATH: &str = "/v1/vips";
+
+/// `GET /v1/vips`: the table every agent serves (`core::vips::routes`).
+pub async fn vips(
+    State(master): State<Arc<Master>>,
+    query: QueryResult,
+) -> Result<Json<Vec<crate::core::vips::VipRoute>>, ApiError> {
+    barrier(&master, query).await?;
+    let state = master.state.read().unwrap_or_else(|e| e.into_inner());
+    Ok(Json(crate::core::vips::routes(&state)))
 }
 
 /// `GET /mesos_dns/v1/version`.

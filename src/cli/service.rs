@@ -1,6 +1,7 @@
 //! `medos service list`: every Marathon app with the names it is discovered by: its Mesos-DNS
 //! name (`app-grp.marathon.<domain>`), its SRV names, and its `/service/<name>/` path on the
-//! masters when labelled `DCOS_SERVICE_NAME`.
+//! masters when labelled `DCOS_SERVICE_NAME`, and its VIPs (`name.marathon.l4lb.thisdcos.directory`
+//! with the address and port they balance on).
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -10,6 +11,7 @@ use serde_json::Value;
 use super::config::Target;
 use super::output;
 use crate::core::dns::app_label;
+use crate::core::vips::VipRoute;
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -28,12 +30,14 @@ pub struct ServiceView {
     pub srv: Vec<String>,
     /// `/service/<name>/` when the app is labelled `DCOS_SERVICE_NAME`.
     pub service_path: Option<String>,
+    /// The app's VIPs: `name:port (IP:port)`, or `IP:port` for IP VIPs.
+    pub vips: Vec<String>,
     pub instances: u64,
     pub running: u64,
 }
 
-/// Builds the views from Marathon's `/v2/apps` answer (`apps`), sorted by id.
-pub fn views(apps: &[Value], domain: &str) -> Vec<ServiceView> {
+/// Builds the views from Marathon's `/v2/apps` answer (`apps`) and the VIP table, sorted by id.
+pub fn views(apps: &[Value], vips: &[VipRoute], domain: &str) -> Vec<ServiceView> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let mut out: Vec<ServiceView> = apps
         .iter()
@@ -67,7 +71,16 @@ pub fn views(apps: &[Value], domain: &str) -> Vec<ServiceView> {
                 .map(str::trim)
                 .filter(|n| !n.is_empty())
                 .map(|n| format!("/service/{}/", n.trim_matches('/')));
+            let vips = vips
+                .iter()
+                .filter(|r| r.apps.contains(&id))
+                .map(|r| match (r.names.first(), r.vip.rsplit_once(':')) {
+                    (Some(name), Some((_, port))) => format!("{name}:{port} ({})", r.vip),
+                    _ => r.vip.clone(),
+                })
+                .collect();
             Some(ServiceView {
+                vips,
                 dns: if label.is_empty() { String::new() } else { format!("{label}.marathon.{domain}") },
                 srv,
                 service_path,
@@ -87,7 +100,8 @@ pub async fn run(cmd: ServiceCommand, json: bool) -> Result<()> {
         ServiceCommand::List => {
             let domain = client.mesos_dns_config().await?.domain;
             let apps = client.marathon_apps().await?;
-            let views = views(&apps, &domain);
+            let vips = client.vips().await?;
+            let views = views(&apps, &vips, &domain);
             if json {
                 output::json(&views);
                 return Ok(());
@@ -101,11 +115,12 @@ pub async fn run(cmd: ServiceCommand, json: bool) -> Result<()> {
                         dash(v.dns),
                         dash(v.srv.join(" ")),
                         dash(v.service_path.unwrap_or_default()),
+                        dash(v.vips.join(" ")),
                         format!("{}/{}", v.running, v.instances),
                     ]
                 })
                 .collect();
-            output::table(&["app", "dns name", "srv", "service path", "running"], rows);
+            output::table(&["app", "dns name", "srv", "service path", "vips", "running"], rows);
         }
     }
     Ok(())
@@ -127,13 +142,22 @@ mod tests {
             json!({"id": "/My_App", "instances": 1, "portDefinitions": [{"port": 0}]}),
             json!({"no": "id"}),
         ];
-        let v = views(&apps, "Mesos.");
+        let vips = vec![VipRoute {
+            vip: "127.77.0.9:80".into(),
+            protocol: "tcp".into(),
+            names: vec!["web.marathon.l4lb.thisdcos.directory".into()],
+            apps: vec!["/grp/web".into()],
+            backends: vec![],
+        }];
+        let v = views(&apps, &vips, "Mesos.");
         assert_eq!(v.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec!["/My_App", "/batch", "/grp/web"]);
         let web = &v[2];
         assert_eq!(web.dns, "web-grp.marathon.mesos");
         assert_eq!(web.srv, vec!["_web-grp._tcp.marathon.mesos", "_web-grp._udp.marathon.mesos"]);
         assert_eq!(web.service_path.as_deref(), Some("/service/web/"));
         assert_eq!((web.running, web.instances), (2, 3));
+        assert_eq!(web.vips, vec!["web.marathon.l4lb.thisdcos.directory:80 (127.77.0.9:80)"]);
+        assert!(v[0].vips.is_empty());
         assert_eq!(v[1].srv, Vec::<String>::new());
         assert_eq!(v[1].service_path, None);
         assert_eq!(v[0].dns, "my-app.marathon.mesos");

@@ -242,9 +242,7 @@ impl Handler {
     }
 
     fn in_domain(&self, name: &str) -> bool {
-        let n = zone::normalize(name);
-        let d = zone::normalize(&self.domain);
-        n == d || n.strip_suffix(d.as_str()).is_some_and(|p| p.ends_with('.'))
+        zone::in_cluster_zones(name, &self.domain)
     }
 }
 

@@ -7,13 +7,14 @@
 //! ignore launches of tasks they already have).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::node::Master;
 use crate::api::agent_protocol::{AgentEvent, ClusterDns, TaskReport};
+use crate::core::vips::VipRoute;
 use crate::core::{AgentMode, AgentStatus, Command, TaskState, TaskStatus};
 
 #[derive(Default)]
@@ -24,6 +25,8 @@ struct Session {
     sent_kill: HashSet<String>,
     /// The cluster DNS last sent on the stream (`None`: nothing sent yet).
     sent_dns: Option<Option<ClusterDns>>,
+    /// The version of the VIP table last sent on the stream.
+    sent_vips: Option<u64>,
     /// Tasks the agent runs that the masters do not want (from reconciliation).
     kill_unknown: Vec<String>,
 }
@@ -39,6 +42,16 @@ pub fn cluster_dns(master: &Master, state: &crate::core::State) -> Option<Cluste
 pub struct AgentHub {
     sessions: Mutex<HashMap<String, Session>>,
     leader_since: Mutex<Option<Instant>>,
+    vips: Mutex<VipTable>,
+}
+
+/// The VIP table as last computed: rebuilt when the applied index moves, and given a new
+/// version only when its contents change (agents get it again only then).
+#[derive(Default)]
+struct VipTable {
+    applied: Option<u64>,
+    version: u64,
+    routes: Arc<Vec<VipRoute>>,
 }
 
 /// Events buffered per agent stream before the stream counts as stuck.
@@ -60,6 +73,7 @@ impl AgentHub {
         session.sent_launch.clear();
         session.sent_kill.clear();
         session.sent_dns = None;
+        session.sent_vips = None;
         rx
     }
 
@@ -67,6 +81,20 @@ impl AgentHub {
     pub fn kill_unknown(&self, agent_id: &str, task_ids: Vec<String>) {
         let mut sessions = self.sessions.lock().expect("hub lock");
         sessions.entry(agent_id.to_string()).or_default().kill_unknown.extend(task_ids);
+    }
+
+    /// The VIP table of `state`, with its version.
+    fn vip_routes(&self, state: &crate::core::State) -> (u64, Arc<Vec<VipRoute>>) {
+        let mut table = self.vips.lock().expect("hub lock");
+        if table.applied != Some(state.last_applied) {
+            let routes = crate::core::vips::routes(state);
+            if *table.routes != routes {
+                table.routes = Arc::new(routes);
+                table.version += 1;
+            }
+            table.applied = Some(state.last_applied);
+        }
+        (table.version, table.routes.clone())
     }
 
     fn became_leader(&self, leader: bool) {
@@ -135,6 +163,7 @@ fn dispatch(master: &Master, ping: bool) {
         }
     }
     let dns = cluster_dns(master, &state);
+    let (vips_version, vips) = master.agents.vip_routes(&state);
     let mut sessions = master.agents.sessions.lock().expect("hub lock");
     for (agent_id, session) in sessions.iter_mut() {
         let Some(stream) = session.stream.clone() else { continue };
@@ -142,6 +171,10 @@ fn dispatch(master: &Master, ping: bool) {
         if session.sent_dns.as_ref() != Some(&dns) {
             session.sent_dns = Some(dns.clone());
             events.push(AgentEvent::ClusterDns { dns: dns.clone() });
+        }
+        if session.sent_vips != Some(vips_version) {
+            session.sent_vips = Some(vips_version);
+            events.push(AgentEvent::Vips { routes: vips.to_vec() });
         }
         for &task in actionable.get(agent_id.as_str()).into_iter().flatten() {
             if task.state == TaskState::TASK_STAGING && !session.sent_launch.contains(&task.id) {
@@ -170,6 +203,7 @@ fn dispatch(master: &Master, ping: bool) {
                 session.sent_launch.clear();
                 session.sent_kill.clear();
                 session.sent_dns = None;
+                session.sent_vips = None;
                 break;
             }
         }

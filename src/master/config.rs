@@ -121,6 +121,10 @@ pub struct DnsConfig {
     pub forward_zones: BTreeMap<String, Vec<String>>,
     /// How long one upstream may take before the next is tried.
     pub timeout_ms: u64,
+    /// Where named VIPs (`name.marathon.l4lb.thisdcos.directory`) get their addresses: a
+    /// network inside 127.0.0.0/8, served by every agent on its loopback. The leader's setting
+    /// is the cluster's.
+    pub vip_range: String,
 }
 
 impl Default for DnsConfig {
@@ -132,6 +136,7 @@ impl Default for DnsConfig {
             resolvers: Vec::new(),
             forward_zones: BTreeMap::new(),
             timeout_ms: 2_000,
+            vip_range: crate::core::vips::DEFAULT_RANGE.into(),
         }
     }
 }
@@ -146,6 +151,7 @@ impl DnsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field: &'static str, message: String| ConfigError::Invalid { field, message };
         crate::core::dns::validate_domain(&self.domain).map_err(|m| invalid("dns.domain", m))?;
+        crate::core::vips::Range::parse(&self.vip_range).map_err(|m| invalid("dns.vip_range", m))?;
         for r in &self.resolvers {
             parse_upstream(r).map_err(|m| invalid("dns.resolvers", m))?;
         }

@@ -389,11 +389,12 @@ pub async fn start(
     let marathon = tokio::spawn(super::marathon::marathon_duties(master.clone()));
     let dns_addr = dns.as_ref().and_then(|d| advertised_dns(d.addr(), &master.config.advertise));
     let publish_dns = tokio::spawn(publish_dns(master.clone(), dns_addr));
+    let publish_vip_range = tokio::spawn(publish_vip_range(master.clone()));
     Ok(RunningMaster {
         master,
         addr,
         shutdown,
-        tasks: vec![server, bootstrap, duties, agent_duties, blob_sync, marathon, publish_dns],
+        tasks: vec![server, bootstrap, duties, agent_duties, blob_sync, marathon, publish_dns, publish_vip_range],
         dns,
     })
 }
@@ -438,6 +439,33 @@ async fn publish_dns(master: Arc<Master>, addr: Option<String>) {
         }
         if applied.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// The leader records its configured VIP range in the replicated state when the state holds
+/// another (or none): VIPs are allocated from the range every master applies the same way.
+async fn publish_vip_range(master: Arc<Master>) {
+    let mut applied = master.applied.clone();
+    let Ok(range) = crate::core::vips::Range::parse(&master.config.dns.vip_range) else { return };
+    let range = range.to_string();
+    loop {
+        let stale = master.is_leader() && {
+            let state = master.state.read().expect("state lock");
+            state.cluster_id().is_some() && state.vips.range.as_deref() != Some(range.as_str())
+        };
+        if stale {
+            if let Err(e) = master.propose(Command::VipRange { range: range.clone() }).await {
+                tracing::debug!(error = %e, "recording the VIP range failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            tracing::info!(%range, "VIP range recorded");
+        }
+        tokio::select! {
+            changed = applied.changed() => if changed.is_err() { return },
+            // Leadership can move without a new entry applied here.
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
 }
