@@ -7,10 +7,12 @@
 //!    to the upstream `medos dev --dns-resolver` names (a DNS server the test runs on
 //!    loopback);
 //!    tasks resolve the app's name themselves (their resolv.conf names the masters);
-//! 2. `/service/disco-web/` reaches both instances (each serves its own port number);
-//! 3. after a rolling restart the SRV records name exactly the new instances' ports;
-//! 4. `kill -9` of an agent: its instance leaves the names once the masters mark it
-//!    unreachable, and its replacement appears;
+//! 2. `/service/disco-web/` reaches both instances (each serves its own port number), and so
+//!    does its VIP: `disco-web.marathon.l4lb.thisdcos.directory` resolves on every master, and
+//!    fresh connections to `VIP:8080` from this host are balanced over both instances;
+//! 3. after a rolling restart the SRV records and the VIP name exactly the new instances;
+//! 4. `kill -9` of an agent: its instance leaves the names and the VIP once the masters mark
+//!    it unreachable, and its replacement appears;
 //! 5. the agent returns and `kill -9` of the leader: the surviving masters keep answering,
 //!    `_leader._tcp` names the new leader's API port, and the names end with the app's
 //!    instances once the returned agent's surplus instance is killed.
@@ -37,7 +39,7 @@ const DISCO_WEB: &str = r#"{
   "mem": 64,
   "instances": 2,
   "labels": {"DCOS_SERVICE_NAME": "disco-web"},
-  "portDefinitions": [{"port": 0, "name": "http"}],
+  "portDefinitions": [{"port": 0, "name": "http", "labels": {"VIP_0": "/disco-web:8080"}}],
   "healthChecks": [{
     "protocol": "MESOS_HTTP", "portIndex": 0, "path": "/",
     "gracePeriodSeconds": 20, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 3,
@@ -48,6 +50,8 @@ const DISCO_WEB: &str = r#"{
 const APP: &str = "/disco/web";
 const NAME: &str = "web-disco.marathon.mesos";
 const SRV_NAME: &str = "_web-disco._tcp.marathon.mesos";
+const VIP_NAME: &str = "disco-web.marathon.l4lb.thisdcos.directory";
+const VIP_PORT: u16 = 8080;
 /// What the test's upstream answers for every A question.
 const UPSTREAM_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 /// How long a name may lag the task states `/v2/apps` shows (the issue asks for a second; the
@@ -180,6 +184,43 @@ async fn srv_follows(
     targets
 }
 
+/// The instances (by the port each serves) that answer `GET /` through `vip` over `n` fresh
+/// connections.
+async fn through_vip(vip: SocketAddr, n: usize) -> Result<BTreeSet<u16>, String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        let resp = http.get(format!("http://{vip}/")).send().await.map_err(|e| format!("GET through {vip}: {e}"))?;
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        seen.insert(body.trim().parse::<u16>().map_err(|e| format!("{body:?} through {vip}: {e}"))?);
+    }
+    Ok(seen)
+}
+
+/// Waits until the VIP name resolves to one address on every master and connections to it
+/// reach exactly the instances serving `want`; answers the VIP.
+async fn vip_follows(dns: &[String], want: &BTreeSet<u16>, when: &str) -> SocketAddr {
+    eventually(&format!("{VIP_NAME}:{VIP_PORT} to reach the instances on {want:?} {when}"), FRESH, || async {
+        let mut addresses = BTreeSet::new();
+        for server in dns {
+            addresses.extend(dig(server, VIP_NAME, "A").await?);
+        }
+        let [ip] = addresses.iter().collect::<Vec<_>>()[..] else {
+            return Err(format!("the masters answer {addresses:?}"));
+        };
+        let vip = SocketAddr::new(ip.parse().map_err(|e| format!("{ip}: {e}"))?, VIP_PORT);
+        // Round robin per agent: twice the instances reach each of them.
+        let seen = through_vip(vip, 4 * want.len()).await?;
+        if &seen == want { Ok(vip) } else { Err(format!("{vip} reached {seen:?}")) }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures() {
     if !nix::unistd::geteuid().is_root() {
@@ -259,6 +300,8 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
         if seen == ports(&first) { Ok(()) } else { Err(format!("reached {seen:?}, instances {first:?}")) }
     })
     .await;
+    let vip = vip_follows(&dns, &ports(&first), "once both are healthy").await;
+    assert!(vip.ip().is_loopback(), "VIPs come from the loopback range: {vip}");
 
     // 3. A rolling restart: the names move to the new instances (ports may be reused, the
     //    per-instance targets are new).
@@ -269,6 +312,7 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
     })
     .await;
     let restarted_targets = srv_follows(&dns, &ports(&restarted), &first_targets, "after the rolling restart").await;
+    assert_eq!(vip_follows(&dns, &ports(&restarted), "after the rolling restart").await, vip, "a VIP is stable");
 
     // 4. An agent dies: its instance leaves the names, the replacement joins them.
     let a = app(&client).await.unwrap();
@@ -284,6 +328,7 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
     })
     .await;
     let healed_targets = srv_follows(&dns, &ports(&healed), &none, "after the agent loss").await;
+    vip_follows(&dns, &ports(&healed), "after the agent loss").await;
     assert_eq!(
         healed_targets.intersection(&restarted_targets).count(),
         2 - lost,
@@ -310,6 +355,7 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
     // names end with the app's instances.
     let settled = healthy(&client, 2).await;
     srv_follows(&survivors, &ports(&settled), &none, "after the leader failover").await;
+    assert_eq!(vip_follows(&survivors, &ports(&settled), "after the leader failover").await, vip);
     c.restart(&leader);
     c.wait_healthy(&leader).await;
     client.marathon(Method::DELETE, &format!("/v2/apps{APP}?force=true"), None).await.expect("removing the app");

@@ -157,7 +157,7 @@ async fn mesos_dns_http_api_answers_from_the_cluster_zone() {
     // An app with two running instances.
     let app = json!({
         "id": "/grp/web", "cmd": "sleep 1000", "instances": 2, "cpus": 0.1, "mem": 32,
-        "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "http"}, {"port": 0, "protocol": "udp"}],
+        "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "http", "labels": {"VIP_0": "/grp/web:80"}}, {"port": 0, "protocol": "udp"}],
         "labels": {"DCOS_SERVICE_NAME": "web"}
     });
     client.marathon(Method::POST, "/v2/apps", Some(&app)).await.unwrap();
@@ -252,12 +252,20 @@ async fn mesos_dns_http_api_answers_from_the_cluster_zone() {
     let err = medos::cli::dns::lookup(&client, &lookup("", None), false).await.unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
     let apps = client.marathon_apps().await.unwrap();
-    let views = medos::cli::service::views(&apps, &client.mesos_dns_config().await.unwrap().domain);
+    let vips = client.vips().await.unwrap();
+    assert_eq!(vips.len(), 1, "{vips:?}");
+    assert_eq!(vips[0].names, vec!["grpweb.marathon.l4lb.thisdcos.directory"]);
+    assert_eq!(vips[0].backends.len(), 2, "both instances: {vips:?}");
+    let vip_ip = vips[0].vip.strip_suffix(":80").expect("the VIP's port").to_string();
+    let vip_hosts = client.dns_hosts("grpweb.marathon.l4lb.thisdcos.directory").await.unwrap();
+    assert_eq!(vip_hosts.iter().map(|h| h.ip.clone()).collect::<Vec<_>>(), vec![vip_ip]);
+    let views = medos::cli::service::views(&apps, &vips, &client.mesos_dns_config().await.unwrap().domain);
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].dns, "web-grp.marathon.mesos");
     assert_eq!(views[0].srv, vec!["_web-grp._tcp.marathon.mesos", "_web-grp._udp.marathon.mesos"]);
     assert_eq!(views[0].service_path.as_deref(), Some("/service/web/"));
     assert_eq!(views[0].instances, 2);
+    assert_eq!(views[0].vips, vec![format!("grpweb.marathon.l4lb.thisdcos.directory:80 ({})", vips[0].vip)]);
 
     // The app removed: its names answer the placeholder again.
     client.marathon(Method::DELETE, "/v2/apps/grp/web?force=true", None).await.unwrap();

@@ -199,7 +199,8 @@ pub async fn start(base: AgentConfig, options: SimulateOptions) -> Result<Simula
         }
         let config = agent_config(&base, &options, index);
         let fake = Arc::new(CountingContainers { fake: FakeContainers::default(), counter: counter.clone() });
-        let start_options = StartOptions { http: Some(http.clone()), no_health_checks: true, no_vips: true, tuning: options.tuning };
+        let start_options =
+            StartOptions { http: Some(http.clone()), no_health_checks: true, no_vips: true, tuning: options.tuning };
         agents.push(super::start_with(config, fake.clone(), start_options).await?);
         containers.push(fake);
     }

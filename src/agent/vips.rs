@@ -11,7 +11,7 @@
 //! namespace, so host processes and tasks reach the same listeners. Several agents on one host
 //! (as in `medos dev`) all bind each VIP with `SO_REUSEPORT`; the kernel spreads connections
 //! over them and each forwards with the same table. The cost is a copy through user space per
-//! byte (see bench-results for the measured overhead); TCP only.
+//! byte (not benchmarked yet); TCP only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -316,8 +316,9 @@ pub struct VipRoute {
 /// Every VIP with its ready backends, sorted by VIP. A VIP whose instances are all gone is
 /// still listed (connections to it are refused), so agents keep one table for every VIP.
 pub fn routes(state: &State) -> Vec<VipRoute> {
-    let mut table: BTreeMap<(Ipv4Addr, u16), (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>)> =
-        BTreeMap::new();
+    /// Names, apps and backends of one VIP.
+    type Entry = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
+    let mut table: BTreeMap<(Ipv4Addr, u16), Entry> = BTreeMap::new();
     let mut by_app: BTreeMap<&str, Vec<&super::Task>> = BTreeMap::new();
     for task in state.tasks.values() {
         if task.framework_id == FRAMEWORK_ID && task.state == TaskState::TASK_RUNNING && task.kill_grace_ms.is_none() {
@@ -513,7 +514,10 @@ mod tests {
         let mut s = state(vec![]);
         s.set_vip_range("127.9.0.0/30").unwrap();
         for n in ["a", "b", "c"] {
-            put(&mut s, app(&format!("/{n}"), json!([{"port": 0, "labels": {"VIP_0": format!("/{n}:80")}}]), json!({})));
+            put(
+                &mut s,
+                app(&format!("/{n}"), json!([{"port": 0, "labels": {"VIP_0": format!("/{n}:80")}}]), json!({})),
+            );
         }
         let ips: BTreeSet<Ipv4Addr> = s.vips.by_name.values().copied().collect();
         assert_eq!(ips.len(), 2, "a /30 has two usable addresses: {:?}", s.vips.by_name);
@@ -531,7 +535,11 @@ mod tests {
         let s = state(vec![app("/web", json!([{"port": 0}]), json!({"VIP_0": "/web:80"}))]);
         assert!(label_violations(&s.marathon.apps["/web"].app).is_empty());
         let bad = parse_app(
-            &app("/web", json!([{"port": 0, "labels": {"VIP_0": "web:80"}}]), json!({"VIP_3": "/web:80", "VIP_x": "/a:1"})),
+            &app(
+                "/web",
+                json!([{"port": 0, "labels": {"VIP_0": "web:80"}}]),
+                json!({"VIP_3": "/web:80", "VIP_x": "/a:1"}),
+            ),
             &PathId::root(),
         );
         let message = format!("{bad:?}");
