@@ -15,7 +15,7 @@
 //! the leader sends agents.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use ::core::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
