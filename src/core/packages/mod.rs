@@ -18,3 +18,7 @@ pub mod repo;
 
 
 
+
+pub use options::{OptionError, OptionsError};
+pub use render::{RenderError, RenderedApp, render_app};
+pub use repo::{Catalog, Package, PackageError, RepoList, RepoSource, Repository, SearchResult};
