@@ -18,7 +18,9 @@ fn data_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/packages")
 }
 
-fn layout_files() -> BTreeMap<String, Vec<u8>> {
+type Files = BTreeMap<String, Vec<u8>>;
+
+fn layout_files() -> Files {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -59,7 +61,10 @@ fn the_layout_and_the_index_hold_the_same_packages() {
     assert_eq!(layout, index());
     let names: Vec<(&str, &str, u64)> =
         layout.packages.iter().map(|p| (p.name.as_str(), p.version.as_str(), p.release_version)).collect();
-    assert_eq!(names, [("hello", "1.0.0", 0), ("hello", "1.1.0", 1), ("sdk-svc", "2.0.0-1", 0), ("web-proxy", "0.9", 0)]);
+    assert_eq!(
+        names,
+        [("hello", "1.0.0", 0), ("hello", "1.1.0", 1), ("sdk-svc", "2.0.0-1", 0), ("web-proxy", "0.9", 0)]
+    );
 }
 
 #[test]
@@ -201,7 +206,10 @@ fn a_package_renders_with_its_defaults_and_cosmos_labels() {
     assert_eq!(rendered.options["service"]["mem"], json!(128));
 
     let envelope = decode_label(app, "DCOS_PACKAGE_DEFINITION");
-    assert_eq!(envelope["metadata"]["Content-Type"], "application/vnd.dcos.universe.package+json;charset=utf-8;version=v4");
+    assert_eq!(
+        envelope["metadata"]["Content-Type"],
+        "application/vnd.dcos.universe.package+json;charset=utf-8;version=v4"
+    );
     assert_eq!(envelope["metadata"]["Content-Encoding"], "gzip");
     let gz = STANDARD.decode(envelope["data"].as_str().unwrap()).unwrap();
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
@@ -259,14 +267,19 @@ fn cosmos_lambda_and_packages_without_options_render() {
     assert_eq!(app["cmd"], "./scheduler --image example/sdk-scheduler:2.0.0");
     assert_eq!(app["labels"]["DCOS_PACKAGE_FRAMEWORK_NAME"], "sdk-svc");
     let envelope = decode_label(&app, "DCOS_PACKAGE_DEFINITION");
-    assert_eq!(envelope["metadata"]["Content-Type"], "application/vnd.dcos.universe.package+json;charset=utf-8;version=v5");
+    assert_eq!(
+        envelope["metadata"]["Content-Type"],
+        "application/vnd.dcos.universe.package+json;charset=utf-8;version=v5"
+    );
 }
 
 #[test]
 fn schema_violations_and_options_for_packages_without_a_schema_are_refused() {
     let repo = layout();
     let hello = repo.describe("hello", None).unwrap();
-    let user = obj(json!({"service": {"cpus": 0.01, "mode": "turbo", "colour": "red"}, "networking": {"ports": [{"port": 70000}]}}));
+    let user = obj(
+        json!({"service": {"cpus": 0.01, "mode": "turbo", "colour": "red"}, "networking": {"ports": [{"port": 70000}]}}),
+    );
     let Err(RenderError::Options(OptionsError::Invalid(errors))) = render_app(hello, &user, SOURCE, None) else {
         panic!("expected schema errors");
     };
@@ -315,9 +328,14 @@ fn bad_templates_and_bad_apps_are_refused_before_anything_is_installed() {
     };
     let ok = r#"{"id": "x", "cmd": "true", "cpus": 0.1, "mem": 32}"#;
     assert!(render("[1, 2]", None).contains("must be a JSON object, got a list"));
-    assert!(render(r#"{"id": "x", "cmd": "c", "labels": {"a": 1}}"#, None).contains("label \"a\" is 1, expected a string"));
+    assert!(
+        render(r#"{"id": "x", "cmd": "c", "labels": {"a": 1}}"#, None).contains("label \"a\" is 1, expected a string")
+    );
     assert!(render("{{#open}} {", None).contains("section `open` is never closed"));
-    assert!(render(r#"{"id": "x", "cmd": "true", "cpus": -1, "mem": 32}"#, None).contains("the rendered Marathon app is invalid"));
+    assert!(
+        render(r#"{"id": "x", "cmd": "true", "cpus": -1, "mem": 32}"#, None)
+            .contains("the rendered Marathon app is invalid")
+    );
     assert!(render(ok, Some("/Bad_Id")).contains("invalid app id \"/Bad_Id\""));
     assert!(render(ok, Some("/")).contains("not the root group"));
     let no_template = one_package(ok, json!({}));
@@ -345,7 +363,10 @@ fn broken_indexes_name_the_package_and_field() {
         json!({"packages": [base(), p]})
     };
     let e = index_error(with(json!({"packagingVersion": "6.0", "version": "2"})));
-    assert_eq!(e, "repository index: packages[1] (pkg).packagingVersion: \"6.0\" is not supported (expected \"2.0\", \"3.0\", \"4.0\" or \"5.0\")");
+    assert_eq!(
+        e,
+        "repository index: packages[1] (pkg).packagingVersion: \"6.0\" is not supported (expected \"2.0\", \"3.0\", \"4.0\" or \"5.0\")"
+    );
     let e = index_error(with(json!({"version": "2", "marathon": {"v2AppMustacheTemplate": "not base64!"}})));
     assert!(e.starts_with("repository index: packages[1] (pkg).marathon.v2AppMustacheTemplate: invalid base64"), "{e}");
     let mut missing = base();
@@ -372,7 +393,7 @@ fn broken_indexes_name_the_package_and_field() {
 
 #[test]
 fn broken_layouts_name_the_file_and_field() {
-    let layout_error = |change: &dyn Fn(&mut BTreeMap<String, Vec<u8>>)| {
+    let layout_error = |change: &dyn Fn(&mut Files)| {
         let mut files = layout_files();
         change(&mut files);
         Repository::from_universe_layout(&files).unwrap_err().to_string()
@@ -382,7 +403,10 @@ fn broken_layouts_name_the_file_and_field() {
     });
     assert!(e.starts_with("packages/H/hello/1/config.json: not valid JSON"), "{e}");
     let e = layout_error(&|f| {
-        f.insert("packages/H/hello/1/resource.json".into(), br#"{"assets": {"container": {"docker": {"a": 1}}}}"#.to_vec());
+        f.insert(
+            "packages/H/hello/1/resource.json".into(),
+            br#"{"assets": {"container": {"docker": {"a": 1}}}}"#.to_vec(),
+        );
     });
     assert!(e.starts_with("packages/H/hello/1/resource.json: assets.container.docker.a: invalid type"), "{e}");
     let e = layout_error(&|f| {
@@ -403,11 +427,16 @@ fn broken_layouts_name_the_file_and_field() {
     });
     assert_eq!(e, "packages/S/sdk-svc/0/notes.txt: unexpected file in a package directory");
     let e = layout_error(&|f| {
-        f.insert("packages/S/sdk-svc/0/package.json".into(), br#"{"packagingVersion": "5.0", "name": "sdk-svc", "version": "1", "maintainer": "m", "tags": []}"#.to_vec());
+        f.insert(
+            "packages/S/sdk-svc/0/package.json".into(),
+            br#"{"packagingVersion": "5.0", "name": "sdk-svc", "version": "1", "maintainer": "m", "tags": []}"#
+                .to_vec(),
+        );
     });
     assert!(e.starts_with("packages/S/sdk-svc/0/package.json") && e.contains("missing field `description`"), "{e}");
     // Files outside `packages/` (README, scripts) are ignored; a `repo/` prefix is accepted.
-    let mut files: BTreeMap<String, Vec<u8>> = layout_files().into_iter().map(|(k, v)| (format!("repo/{k}"), v)).collect();
+    let mut files: BTreeMap<String, Vec<u8>> =
+        layout_files().into_iter().map(|(k, v)| (format!("repo/{k}"), v)).collect();
     files.insert("README.md".into(), b"# test".to_vec());
     assert_eq!(Repository::from_universe_layout(&files).unwrap(), layout());
 }

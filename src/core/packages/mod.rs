@@ -15,10 +15,6 @@ pub mod options;
 pub mod render;
 pub mod repo;
 
-
-
-
-
 pub use options::{OptionError, OptionsError};
 pub use render::{RenderError, RenderedApp, render_app};
 pub use repo::{Catalog, Package, PackageError, RepoList, RepoSource, Repository, SearchResult};

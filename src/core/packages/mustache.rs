@@ -331,7 +331,7 @@ impl Renderer<'_> {
         }
     }
 
-    fn nodes<'v>(&mut self, nodes: &[Node], stack: &mut Vec<&'v Value>) -> Result<(), MustacheError> {
+    fn nodes(&mut self, nodes: &[Node], stack: &mut Vec<&Value>) -> Result<(), MustacheError> {
         for node in nodes {
             match node {
                 Node::Text(text) => self.out.push_str(text),
@@ -404,11 +404,13 @@ impl Renderer<'_> {
 
     /// Cosmos's `asJson` lambda: the section's text names a top-level option; a string option is
     /// written raw (then rendered as a template, as lambdas' results are), anything else as `null`.
-    fn as_json<'v>(&mut self, raw: &str, stack: &mut Vec<&'v Value>, pos: (usize, usize)) -> Result<(), MustacheError> {
+    fn as_json(&mut self, raw: &str, stack: &mut Vec<&Value>, pos: (usize, usize)) -> Result<(), MustacheError> {
         let root: Option<&Map<String, Value>> = stack.first().and_then(|v| v.as_object());
         let replacement = match root.and_then(|m| m.get(raw)) {
             // The context holds strings JSON-encoded (see `cosmos_context`); decode them back.
-            Some(Value::String(encoded)) => serde_json::from_str::<String>(&format!("\"{encoded}\"")).unwrap_or_default(),
+            Some(Value::String(encoded)) => {
+                serde_json::from_str::<String>(&format!("\"{encoded}\"")).unwrap_or_default()
+            }
             _ => "null".to_string(),
         };
         self.enter("asJson")?;

@@ -220,7 +220,10 @@ mod tests {
     fn user_options_override_defaults_deeply() {
         let user = json!({"service": {"cpus": 2}, "ports": [8080, 8081]});
         let merged = resolve(Some(&schema()), user.as_object().unwrap()).unwrap();
-        assert_eq!(merged["service"], json!({"name": "web", "cpus": 2, "instances": 1, "mode": "safe", "debug": false}));
+        assert_eq!(
+            merged["service"],
+            json!({"name": "web", "cpus": 2, "instances": 1, "mode": "safe", "debug": false})
+        );
         assert_eq!(merged["ports"], json!([8080, 8081]));
         assert_eq!(merged["deep"], json!({"a": {"b": "x"}}));
     }
@@ -244,7 +247,10 @@ mod tests {
             errors(json!({"service": {"mode": "slow"}})),
             ["/service/mode: \"slow\" is not one of \"fast\", \"safe\""]
         );
-        assert_eq!(errors(json!({"service": {"debug": "yes"}})), ["/service/debug: \"yes\" is a string, expected boolean"]);
+        assert_eq!(
+            errors(json!({"service": {"debug": "yes"}})),
+            ["/service/debug: \"yes\" is a string, expected boolean"]
+        );
         assert_eq!(
             errors(json!({"service": {"name": "Bad Name"}})),
             ["/service/name: \"Bad Name\" does not match the pattern \"^[a-z][a-z0-9-]*$\""]
@@ -274,7 +280,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let ok = json!({"a": "y"});
-        assert_eq!(Value::Object(resolve(Some(&schema), ok.as_object().unwrap()).unwrap()), json!({"a": "y", "b": "x"}));
+        assert_eq!(
+            Value::Object(resolve(Some(&schema), ok.as_object().unwrap()).unwrap()),
+            json!({"a": "y", "b": "x"})
+        );
     }
 
     #[test]

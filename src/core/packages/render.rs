@@ -45,9 +45,7 @@ pub enum RenderError {
     Options(#[from] OptionsError),
     #[error("the Marathon template cannot be rendered: {0}")]
     Template(#[from] MustacheError),
-    #[error(
-        "the rendered Marathon template is not valid JSON: {message} at line {line} column {column}:\n{snippet}"
-    )]
+    #[error("the rendered Marathon template is not valid JSON: {message} at line {line} column {column}:\n{snippet}")]
     InvalidJson { message: String, line: usize, column: usize, snippet: String },
     #[error("the rendered Marathon template must be a JSON object, got {0}")]
     NotAnObject(&'static str),
@@ -116,10 +114,13 @@ pub fn render_app(
     labels.insert(LABEL_METADATA.into(), encode_for_label(&metadata(package)).into());
     app.insert("labels".into(), Value::Object(labels));
     if let Some(id) = app_id {
-        let path =
-            PathId::parse(id, &PathId::root()).map_err(|message| RenderError::BadAppId { id: id.to_string(), message })?;
+        let path = PathId::parse(id, &PathId::root())
+            .map_err(|message| RenderError::BadAppId { id: id.to_string(), message })?;
         if path.is_root() {
-            return Err(RenderError::BadAppId { id: id.to_string(), message: "must name an app, not the root group".into() });
+            return Err(RenderError::BadAppId {
+                id: id.to_string(),
+                message: "must name an app, not the root group".into(),
+            });
         }
         app.insert("id".into(), Value::String(path.as_str().to_string()));
     }

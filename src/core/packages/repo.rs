@@ -240,11 +240,21 @@ impl Package {
             return Err((String::new(), "a package must be a JSON object".into()));
         };
         let packaging = match object.get("packagingVersion") {
-            None => return Err(("packagingVersion".into(), "missing (expected \"2.0\", \"3.0\", \"4.0\" or \"5.0\")".into())),
+            None => {
+                return Err((
+                    "packagingVersion".into(),
+                    "missing (expected \"2.0\", \"3.0\", \"4.0\" or \"5.0\")".into(),
+                ));
+            }
             Some(Value::String(s)) => PackagingVersion::parse(s).ok_or_else(|| {
-                ("packagingVersion".to_string(), format!("{s:?} is not supported (expected \"2.0\", \"3.0\", \"4.0\" or \"5.0\")"))
+                (
+                    "packagingVersion".to_string(),
+                    format!("{s:?} is not supported (expected \"2.0\", \"3.0\", \"4.0\" or \"5.0\")"),
+                )
             })?,
-            Some(other) => return Err(("packagingVersion".into(), format!("expected a string such as \"4.0\", got {other}"))),
+            Some(other) => {
+                return Err(("packagingVersion".into(), format!("expected a string such as \"4.0\", got {other}")));
+            }
         };
         let package: Package = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -254,13 +264,18 @@ impl Package {
         if !valid_name(&package.name) {
             return field(
                 "name",
-                format!("{:?} is not a package name (lowercase letters, digits and `-`, starting with a letter)", package.name),
+                format!(
+                    "{:?} is not a package name (lowercase letters, digits and `-`, starting with a letter)",
+                    package.name
+                ),
             );
         }
         if package.version.is_empty() || package.version.chars().any(char::is_whitespace) {
             return field("version", format!("{:?} must be non-empty and without spaces", package.version));
         }
-        if let Some((i, tag)) = package.tags.iter().enumerate().find(|(_, t)| t.is_empty() || t.chars().any(char::is_whitespace)) {
+        if let Some((i, tag)) =
+            package.tags.iter().enumerate().find(|(_, t)| t.is_empty() || t.chars().any(char::is_whitespace))
+        {
             return field(&format!("tags[{i}]"), format!("{tag:?} must be non-empty and without spaces"));
         }
         if packaging == PackagingVersion::V2 && package.marathon.is_none() {
@@ -324,7 +339,8 @@ pub struct Repository {
 impl Repository {
     /// Parses a repository index (`{"packages": [...]}`).
     pub fn from_index_json(bytes: &[u8]) -> Result<Repository, PackageError> {
-        let doc: Value = serde_json::from_slice(bytes).map_err(|e| bad("repository index", format!("not valid JSON: {e}")))?;
+        let doc: Value =
+            serde_json::from_slice(bytes).map_err(|e| bad("repository index", format!("not valid JSON: {e}")))?;
         let Some(list) = doc.get("packages") else {
             return Err(bad("repository index", "missing the `packages` list"));
         };
@@ -420,7 +436,10 @@ fn package_from_dir(
         return Err(bad(base, format!("package `{name}` belongs under packages/{expected_letter}/")));
     }
     for file in files.keys() {
-        if !matches!(*file, "package.json" | "config.json" | "resource.json" | "marathon.json.mustache" | "command.json") {
+        if !matches!(
+            *file,
+            "package.json" | "config.json" | "resource.json" | "marathon.json.mustache" | "command.json"
+        ) {
             return Err(bad(format!("{base}/{file}"), "unexpected file in a package directory"));
         }
     }
@@ -428,7 +447,8 @@ fn package_from_dir(
         files
             .get(file)
             .map(|bytes| {
-                serde_json::from_slice::<Value>(bytes).map_err(|e| bad(format!("{base}/{file}"), format!("not valid JSON: {e}")))
+                serde_json::from_slice::<Value>(bytes)
+                    .map_err(|e| bad(format!("{base}/{file}"), format!("not valid JSON: {e}")))
             })
             .transpose()
     };
@@ -580,7 +600,9 @@ impl Matcher {
                     || r.description.to_lowercase().contains(q)
                     || r.tags.iter().any(|t| t.to_lowercase().contains(q))
             }
-            Matcher::Pattern(re) => re.is_match(&r.name) || re.is_match(&r.description) || r.tags.iter().any(|t| re.is_match(t)),
+            Matcher::Pattern(re) => {
+                re.is_match(&r.name) || re.is_match(&r.description) || r.tags.iter().any(|t| re.is_match(t))
+            }
         }
     }
 }
