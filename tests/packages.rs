@@ -324,7 +324,10 @@ fn one_package(template: &str, extra: Value) -> Repository {
 fn bad_templates_and_bad_apps_are_refused_before_anything_is_installed() {
     let render = |template: &str, id: Option<&str>| {
         let repo = one_package(template, json!({}));
-        render_app(&repo.packages[0], &Map::new(), SOURCE, id).unwrap_err().to_string()
+        match render_app(&repo.packages[0], &Map::new(), SOURCE, id) {
+            Ok(rendered) => rendered.marathon_app().unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        }
     };
     let ok = r#"{"id": "x", "cmd": "true", "cpus": 0.1, "mem": 32}"#;
     assert!(render("[1, 2]", None).contains("must be a JSON object, got a list"));
@@ -338,6 +341,9 @@ fn bad_templates_and_bad_apps_are_refused_before_anything_is_installed() {
     );
     assert!(render(ok, Some("/Bad_Id")).contains("invalid app id \"/Bad_Id\""));
     assert!(render(ok, Some("/")).contains("not the root group"));
+    let repo = one_package(ok, json!({}));
+    let app = render_app(&repo.packages[0], &Map::new(), SOURCE, Some("/a/b")).unwrap().marathon_app().unwrap();
+    assert_eq!(app.id.as_str(), "/a/b");
     let no_template = one_package(ok, json!({}));
     let mut package = no_template.packages[0].clone();
     package.marathon = None;
@@ -423,10 +429,6 @@ fn broken_layouts_name_the_file_and_field() {
     });
     assert!(e.contains("must be a non-negative whole number"), "{e}");
     let e = layout_error(&|f| {
-        f.insert("packages/S/sdk-svc/0/notes.txt".into(), b"hi".to_vec());
-    });
-    assert_eq!(e, "packages/S/sdk-svc/0/notes.txt: unexpected file in a package directory");
-    let e = layout_error(&|f| {
         f.insert(
             "packages/S/sdk-svc/0/package.json".into(),
             br#"{"packagingVersion": "5.0", "name": "sdk-svc", "version": "1", "maintainer": "m", "tags": []}"#
@@ -434,10 +436,11 @@ fn broken_layouts_name_the_file_and_field() {
         );
     });
     assert!(e.starts_with("packages/S/sdk-svc/0/package.json") && e.contains("missing field `description`"), "{e}");
-    // Files outside `packages/` (README, scripts) are ignored; a `repo/` prefix is accepted.
+    // Files outside `packages/` (README, scripts) and unknown files in a package are ignored; a `repo/` prefix is accepted.
     let mut files: BTreeMap<String, Vec<u8>> =
         layout_files().into_iter().map(|(k, v)| (format!("repo/{k}"), v)).collect();
     files.insert("README.md".into(), b"# test".to_vec());
+    files.insert("repo/packages/S/sdk-svc/0/extra-options.json".into(), b"not json".to_vec());
     assert_eq!(Repository::from_universe_layout(&files).unwrap(), layout());
 }
 

@@ -16,7 +16,8 @@
 //!
 //! Falsey values are `null`, a missing name, `false`, the empty list and the empty string (as in
 //! the JavaScript and Java implementations; the spec leaves strings to the host language).
-//! Interpolating a list or an object writes it as compact JSON.
+//! Interpolating a list or an object writes it as compact JSON ([`Dialect::Cosmos`]: as Java
+//! prints them, which for lists of strings, numbers and booleans is JSON too).
 
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
@@ -327,6 +328,18 @@ impl Renderer<'_> {
                 Dialect::Spec => n.to_string(),
                 Dialect::Cosmos => cosmos_number(n),
             },
+            Value::Array(items) if self.dialect == Dialect::Cosmos => {
+                // Java's `List.toString`; list items hold strings with their quotes, so lists
+                // of strings, numbers, booleans and lists come out as JSON.
+                let items: Vec<String> =
+                    items.iter().map(|v| if v.is_null() { "null".to_string() } else { self.text(v) }).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Value::Object(map) if self.dialect == Dialect::Cosmos => {
+                // Java's `Map.toString` (not JSON, as in Cosmos).
+                let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", self.text(v))).collect();
+                format!("{{{}}}", entries.join(", "))
+            }
             other => other.to_string(),
         }
     }
@@ -448,10 +461,23 @@ mod tests {
     }
 
     #[test]
+    fn cosmos_interpolates_lists_as_java_prints_them() {
+        let data = json!({"n": [1, 2.5], "s": ["a", "b\"c"], "nested": [[true, null], []], "o": {"k": "v"}});
+        assert_eq!(cosmos("{{n}} {{s}} {{nested}}", data.clone()), r#"[1, 2.5] ["a", "b\"c"] [[true, null], []]"#);
+        assert_eq!(cosmos("{{o}}", data.clone()), "{k=v}");
+        assert_eq!(spec("{{s}}", data), "[&quot;a&quot;,&quot;b\\&quot;c&quot;]");
+        let parsed: Value = serde_json::from_str(&cosmos("{{s}}", json!({"s": ["a", "b\"c"]}))).unwrap();
+        assert_eq!(parsed, json!(["a", "b\"c"]));
+    }
+
+    #[test]
     fn cosmos_as_json_writes_the_raw_string() {
         let data = json!({"cmd": "echo \"hi\""});
         assert_eq!(cosmos("{{#asJson}}cmd{{/asJson}}", data.clone()), "echo \"hi\"");
-        assert_eq!(cosmos("{{#asJson}}missing{{/asJson}}", data), "null");
+        assert_eq!(cosmos("{{#asJson}}missing{{/asJson}}", data.clone()), "null");
+        let data = json!({"blob": "{\"foo\": [\"bar\"]}", "number": 12});
+        let out = cosmos("{\"a\": {{#asJson}}blob{{/asJson}}, \"b\": {{#asJson}}number{{/asJson}}}", data);
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"a": {"foo": ["bar"]}, "b": null}));
     }
 
     #[test]

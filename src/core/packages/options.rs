@@ -103,6 +103,7 @@ pub fn validate(schema: &Value, options: &Value) -> Result<(), OptionsError> {
     if let Some(map) = schema.as_object_mut() {
         map.remove("$schema");
     }
+    strip_ids(&mut schema);
     let mut compiler = boon::Compiler::new();
     compiler.set_default_draft(boon::Draft::V4);
     compiler.use_loader(Box::new(boon::SchemeUrlLoader::new()));
@@ -114,6 +115,32 @@ pub fn validate(schema: &Value, options: &Value) -> Result<(), OptionsError> {
     collect(&error, options, &mut errors);
     errors.dedup();
     Err(OptionsError::Invalid(errors))
+}
+
+/// Removes draft-04 `id` keywords. Universe schemas use `id` for documentation links and
+/// repeat them across properties, which makes the schema invalid to a strict validator (two
+/// subschemas with one id); Cosmos's validator accepts them. Options never `$ref` those ids.
+/// Only schema positions are walked, so a property *named* `id` stays.
+fn strip_ids(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else { return };
+    if map.get("id").is_some_and(Value::is_string) {
+        map.remove("id");
+    }
+    for (key, value) in map.iter_mut() {
+        match key.as_str() {
+            "properties" | "patternProperties" | "definitions" | "dependencies" => {
+                if let Some(children) = value.as_object_mut() {
+                    children.values_mut().for_each(strip_ids);
+                }
+            }
+            "items" | "allOf" | "anyOf" | "oneOf" => match value {
+                Value::Array(list) => list.iter_mut().for_each(strip_ids),
+                other => strip_ids(other),
+            },
+            "additionalItems" | "additionalProperties" | "not" => strip_ids(value),
+            _ => {}
+        }
+    }
 }
 
 fn collect(error: &boon::ValidationError, options: &Value, out: &mut Vec<OptionError>) {
@@ -145,7 +172,8 @@ fn describe(kind: &boon::ErrorKind, value: &Value) -> String {
         K::ExclusiveMinimum { got, want } => format!("{got} is not greater than the exclusive minimum {want}"),
         K::ExclusiveMaximum { got, want } => format!("{got} is not less than the exclusive maximum {want}"),
         K::MultipleOf { got, want } => format!("{got} is not a multiple of {want}"),
-        K::Required { want } => format!("required option {} is missing", names(want)),
+        K::Required { want } if want.len() == 1 => format!("required option {} is missing", names(want)),
+        K::Required { want } => format!("required options {} are missing", names(want)),
         K::AdditionalProperties { got } => {
             let got: Vec<&str> = got.iter().map(|s| s.as_ref()).collect();
             format!("unknown option {} (the schema allows no other options here)", names(&got))
@@ -291,6 +319,23 @@ mod tests {
         assert_eq!(resolve(None, &Map::new()).unwrap(), Map::new());
         let user = json!({"a": 1});
         assert_eq!(resolve(None, user.as_object().unwrap()), Err(OptionsError::NotAllowed));
+    }
+
+    #[test]
+    fn documentation_ids_do_not_break_schemas() {
+        let link = "https://example.com/docs.html";
+        let schema = json!({"type": "object", "properties": {
+            "a": {"id": link, "type": "string"},
+            "b": {"id": link, "type": "integer", "maximum": 3},
+            "id": {"type": "string", "default": "x"}
+        }, "required": ["id"]});
+        assert_eq!(validate(&schema, &json!({"a": "s", "b": 2, "id": "y"})), Ok(()));
+        let Err(OptionsError::Invalid(e)) = validate(&schema, &json!({"b": 4})) else { panic!() };
+        let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+        assert!(e.contains(&"/b: 4 is greater than the maximum 3".to_string()), "{e:?}");
+        assert!(e.contains(&"/: required option `id` is missing".to_string()), "{e:?}");
+        let Err(OptionsError::Invalid(e)) = validate(&json!({"required": ["a", "b"]}), &json!({})) else { panic!() };
+        assert_eq!(e[0].to_string(), "/: required options `a`, `b` are missing");
     }
 
     #[test]

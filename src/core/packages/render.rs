@@ -14,12 +14,13 @@
 //!    `DCOS_PACKAGE_FRAMEWORK_NAME` is whatever the template sets, as in Cosmos;
 //! 5. `id` replaced by `--app-id` when given.
 //!
-//! The result is checked with medos's Marathon app parser, so a package that renders an app
-//! Marathon would refuse fails here, before anything is installed.
+//! [`RenderedApp::marathon_app`] then checks the result with medos's Marathon app parser, so
+//! an install of an app Marathon would refuse fails before anything is created.
 
 use super::mustache::{self, Dialect, MustacheError, Partials};
 use super::options::{self, OptionsError};
 use super::repo::Package;
+use crate::core::marathon::app::AppDefinition;
 use crate::core::marathon::path::PathId;
 use crate::core::marathon::validation::parse_app;
 use base64::Engine as _;
@@ -124,9 +125,15 @@ pub fn render_app(
         }
         app.insert("id".into(), Value::String(path.as_str().to_string()));
     }
-    let app = Value::Object(app);
-    parse_app(&app, &PathId::root()).map_err(|e| RenderError::InvalidApp(e.to_string()))?;
-    Ok(RenderedApp { app, options: merged })
+    Ok(RenderedApp { app: Value::Object(app), options: merged })
+}
+
+impl RenderedApp {
+    /// Checks the app with medos's Marathon parser (as creating it would), so an install fails
+    /// before anything is created. Rendering alone (Cosmos's `render`) does not check this.
+    pub fn marathon_app(&self) -> Result<AppDefinition, RenderError> {
+        parse_app(&self.app, &PathId::root()).map_err(|e| RenderError::InvalidApp(e.to_string()))
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {

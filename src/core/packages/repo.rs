@@ -4,7 +4,8 @@
 //! `application/vnd.dcos.universe.repo+json` document: packagingVersion 2.0 to 5.0, templates
 //! base64-encoded) or as the Universe source layout, given here as a map of relative path →
 //! bytes: `packages/F/foo/N/{package.json,config.json,marathon.json.mustache,resource.json}`,
-//! where `N` is the release version. Both become a [`Repository`]; errors name the package,
+//! where `N` is the release version (other files in a package directory are ignored, as
+//! Universe's build ignores them). Both become a [`Repository`]; errors name the package,
 //! file and field.
 //!
 //! Lookups over several repositories follow Cosmos's package collection: a package
@@ -434,14 +435,6 @@ fn package_from_dir(
     let expected_letter = name.chars().next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default();
     if letter != expected_letter {
         return Err(bad(base, format!("package `{name}` belongs under packages/{expected_letter}/")));
-    }
-    for file in files.keys() {
-        if !matches!(
-            *file,
-            "package.json" | "config.json" | "resource.json" | "marathon.json.mustache" | "command.json"
-        ) {
-            return Err(bad(format!("{base}/{file}"), "unexpected file in a package directory"));
-        }
     }
     let json = |file: &str| -> Result<Option<Value>, PackageError> {
         files
