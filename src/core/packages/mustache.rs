@@ -188,6 +188,9 @@ fn parse(template: &str) -> Result<Vec<Node>, MustacheError> {
             }
             '#' | '^' => {
                 check_name(&name)?;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(error(template, tag_start, format!("sections nest deeper than {MAX_DEPTH} levels")));
+                }
                 stack.push(Open {
                     name,
                     inverted: kind == '^',
@@ -238,7 +241,8 @@ fn parse(template: &str) -> Result<Vec<Node>, MustacheError> {
     Ok(nodes)
 }
 
-const MAX_DEPTH: usize = 200;
+/// How deep sections and partials may nest (together, while rendering).
+const MAX_DEPTH: usize = 100;
 
 struct Renderer<'a> {
     partials: &'a Partials,
@@ -360,19 +364,27 @@ impl Renderer<'_> {
                 }
                 Node::Section { name, inverted, children, raw, pos } => {
                     let value = lookup(stack, name);
+                    // Cosmos puts its `asJson` lambda over any top-level option of that name;
+                    // only a nested context's `asJson` hides it.
+                    let lambda = self.dialect == Dialect::Cosmos
+                        && name == "asJson"
+                        && !stack.iter().skip(1).any(|frame| frame.get("asJson").is_some());
                     if *inverted {
-                        if falsey(value) {
+                        if !lambda && falsey(value) {
+                            self.enter(name)?;
                             self.nodes(children, stack)?;
+                            self.depth -= 1;
                         }
                         continue;
                     }
-                    if self.dialect == Dialect::Cosmos && name == "asJson" && value.is_none() {
+                    if lambda {
                         self.as_json(raw, stack, *pos)?;
                         continue;
                     }
                     if falsey(value) {
                         continue;
                     }
+                    self.enter(name)?;
                     match value {
                         Some(Value::Array(items)) => {
                             for item in items {
@@ -388,6 +400,7 @@ impl Renderer<'_> {
                         }
                         None => {}
                     }
+                    self.depth -= 1;
                 }
                 Node::Partial { name, indent } => {
                     let Some(partial) = self.partials.get(name) else { continue };
@@ -407,7 +420,7 @@ impl Renderer<'_> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(MustacheError {
-                message: format!("partial `{name}` nests deeper than {MAX_DEPTH} levels"),
+                message: format!("sections and partials nest deeper than {MAX_DEPTH} levels (at `{name}`)"),
                 line: 0,
                 column: 0,
             });
@@ -475,6 +488,8 @@ mod tests {
         let data = json!({"cmd": "echo \"hi\""});
         assert_eq!(cosmos("{{#asJson}}cmd{{/asJson}}", data.clone()), "echo \"hi\"");
         assert_eq!(cosmos("{{#asJson}}missing{{/asJson}}", data.clone()), "null");
+        assert_eq!(cosmos("{{#asJson}}cmd{{/asJson}}", json!({"asJson": false, "cmd": "x"})), "x");
+        assert_eq!(cosmos("{{#o}}{{#asJson}}y{{/asJson}}{{/o}}", json!({"o": {"asJson": true, "y": 1}})), "y");
         let data = json!({"blob": "{\"foo\": [\"bar\"]}", "number": 12});
         let out = cosmos("{\"a\": {{#asJson}}blob{{/asJson}}, \"b\": {{#asJson}}number{{/asJson}}}", data);
         assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"a": {"foo": ["bar"]}, "b": null}));
@@ -502,6 +517,12 @@ mod tests {
     fn recursive_partials_stop_with_an_error() {
         let partials = Partials::from([("p".to_string(), "{{>p}}".to_string())]);
         let e = render("{{>p}}", &json!({}), &partials, Dialect::Spec).unwrap_err();
-        assert!(e.message.contains("nests deeper"), "{e}");
+        assert!(e.message.contains("nest deeper than 100 levels"), "{e}");
+        let deep = format!("{}x{}", "{{#a}}".repeat(150), "{{/a}}".repeat(150));
+        let e = render(&deep, &json!({"a": true}), &Partials::new(), Dialect::Spec).unwrap_err();
+        assert!(e.message.contains("sections nest deeper than 100 levels"), "{e}");
+        let partials = Partials::from([("p".to_string(), "{{#a}}{{>p}}{{/a}}".to_string())]);
+        let e = render("{{>p}}", &json!({"a": true}), &partials, Dialect::Spec).unwrap_err();
+        assert!(e.message.contains("nest deeper than 100 levels"), "{e}");
     }
 }
