@@ -217,7 +217,9 @@ fn metadata(package: &Package) -> Value {
     })
 }
 
-/// Gzip (RFC 1952) of in-memory bytes with flate2's deflate, without its stream adapters.
+/// Gzip (RFC 1952) of in-memory bytes: flate2's deflate and CRC-32 with the 18 bytes of gzip
+/// framing written here, because flate2's `GzEncoder` works through `std::io::Write`, which the
+/// pure core does not use (`tests/core_purity.rs`).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut deflate = flate2::Compress::new(flate2::Compression::default(), false);
     let mut body = Vec::with_capacity(data.len() / 2 + 64);

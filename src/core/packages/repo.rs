@@ -13,7 +13,6 @@
 //! package without a version picks, in the first repository that has the name, its highest
 //! `releaseVersion`.
 
-use super::options::OptionsError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -197,7 +196,7 @@ pub struct Package {
     pub manager: Option<Manager>,
 }
 
-/// A repository, package, option or list operation that failed.
+/// A repository, package lookup or repository-list operation that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PackageError {
     /// A repository index or Universe layout that cannot be read; `at` names the place
@@ -218,8 +217,6 @@ pub enum PackageError {
     RepoNotFound(String),
     #[error("invalid repository {field}: {message}")]
     BadRepoSource { field: &'static str, message: String },
-    #[error(transparent)]
-    Options(#[from] OptionsError),
 }
 
 fn bad(at: impl Into<String>, message: impl Into<String>) -> PackageError {
@@ -535,14 +532,14 @@ impl<'a> Catalog<'a> {
 
     /// See [`Repository::describe`]; also returns the URI of the repository it came from.
     pub fn describe(&self, name: &str, version: Option<&str>) -> Result<(&'a Package, &'a str), PackageError> {
-        let merged = self.merged();
-        let mut named = merged.into_iter().filter(|(p, _)| p.name == name).peekable();
-        if named.peek().is_none() {
+        let mut named = self.merged().into_iter().filter(|(p, _)| p.name == name);
+        let Some(first) = named.next() else {
             return Err(PackageError::PackageNotFound(name.to_string()));
-        }
+        };
         match version {
-            None => Ok(named.next().expect("peeked")),
-            Some(v) => named
+            None => Ok(first),
+            Some(v) => std::iter::once(first)
+                .chain(named)
                 .find(|(p, _)| p.version == v)
                 .ok_or_else(|| PackageError::VersionNotFound { name: name.to_string(), version: v.to_string() }),
         }
