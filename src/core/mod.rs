@@ -12,6 +12,7 @@ pub mod dns;
 pub mod images;
 pub mod kv;
 pub mod marathon;
+pub mod packages;
 pub mod placement;
 pub mod resources;
 pub mod service;
