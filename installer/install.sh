@@ -69,7 +69,7 @@ listed() {
 }
 
 changed=0
-unit_changed=0
+installed=0
 # install_file SRC DEST MODE: copies SRC to DEST under ROOT unless it is there already.
 install_file() {
     local src=$1 dest=$ROOT$2 mode=$3
@@ -80,6 +80,7 @@ install_file() {
     install -D -m "$mode" "$src" "$dest"
     log "installed $2"
     changed=1
+    installed=1
 }
 
 ip_out=$(./ip-detect) || die "ip-detect failed (its message is above); fix genconf/ip-detect, rerun genconf, copy serve/ again"
@@ -103,7 +104,9 @@ if [ -d "$node" ]; then
     fi
     listed "$node/role" || die "$node/role is not listed in SHA256SUMS"
     install -d -m 0755 "$ROOT/etc/medos"
-    install -d -m 0700 "$ROOT/etc/medos/secrets"
+    if [ "$role" = master ]; then
+        install -d -m 0700 "$ROOT/etc/medos/secrets"
+    fi
     while IFS= read -r -d '' file; do
         dest=${file#"$node/root"}
         case "$dest" in
@@ -135,11 +138,10 @@ if [ "$(readlink "$ROOT$LINK" 2>/dev/null || true)" != "$BIN" ]; then
     install -d -m 0755 "$ROOT$(dirname "$LINK")"
     ln -sfn "$BIN" "$ROOT$LINK"
 fi
-before=$changed
+installed=0
 install_file "units/$unit" "$UNIT_DIR/$unit" 0644
-[ "$changed" = "$before" ] || unit_changed=1
 
-if [ "$unit_changed" = 1 ]; then
+if [ "$installed" = 1 ]; then
     "$SYSTEMCTL" daemon-reload
 fi
 "$SYSTEMCTL" enable --quiet "$unit"

@@ -37,12 +37,8 @@ pub fn run(args: InstallerArgs, json: bool) -> Result<()> {
     match args.command {
         InstallerCommand::Genconf { force } => {
             let binary = std::env::current_exe().context("finding the medos executable to ship")?;
-            let options = genconf::Options {
-                dir: args.genconf_dir,
-                force,
-                binary,
-                now_secs: crate::clock::now_ms() / 1000,
-            };
+            let options =
+                genconf::Options { dir: args.genconf_dir, force, binary, now_secs: crate::clock::now_ms() / 1000 };
             let summary = genconf::run(&options)?;
             for warning in &summary.warnings {
                 eprintln!("warning: {warning}");

@@ -128,15 +128,17 @@ pub async fn serve(args: RunArgs) -> Result<()> {
 }
 
 /// Keeps the unit's status line (`systemctl status medos-master`) on the master's Raft role.
-async fn report_status(master: std::sync::Arc<crate::master::Master>, notifier: std::sync::Arc<crate::systemd::Notifier>) {
+async fn report_status(
+    master: std::sync::Arc<crate::master::Master>,
+    notifier: std::sync::Arc<crate::systemd::Notifier>,
+) {
     let mut metrics = master.raft.metrics();
     let mut last = String::new();
     loop {
         let line = {
             let m = metrics.borrow();
-            let leader = m
-                .current_leader
-                .and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
+            let leader =
+                m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
             let voters = m.membership_config.membership().voter_ids().count();
             match leader {
                 Some(_) if m.current_leader == Some(master.id) => {

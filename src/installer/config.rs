@@ -387,7 +387,11 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
 
     let cluster_name = match raw.cluster_name {
         None => {
-            problem(&mut problems, "cluster_name".into(), "is missing; name the cluster, e.g. `cluster_name: prod`".into());
+            problem(
+                &mut problems,
+                "cluster_name".into(),
+                "is missing; name the cluster, e.g. `cluster_name: prod`".into(),
+            );
             String::new()
         }
         Some(name) => {
@@ -411,7 +415,9 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
                     problem(
                         problems,
                         item,
-                        format!("{entry:?} is not an IP address; list hosts by address, e.g. 10.0.0.1 (ip-detect must print it on that host)"),
+                        format!(
+                            "{entry:?} is not an IP address; list hosts by address, e.g. 10.0.0.1 (ip-detect must print it on that host)"
+                        ),
                     );
                     continue;
                 }
@@ -426,7 +432,11 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
                 ));
             }
             if let Some(first) = seen.get(&ip) {
-                problem(problems, item, format!("{ip} is already listed as {first}; each host has one role and is listed once"));
+                problem(
+                    problems,
+                    item,
+                    format!("{ip} is already listed as {first}; each host has one role and is listed once"),
+                );
                 continue;
             }
             seen.insert(ip, item);
@@ -436,11 +446,19 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
     };
     let masters = match &raw.master_list {
         None => {
-            problem(&mut problems, "master_list".into(), "is missing; list the masters' IP addresses (1, 3 or 5 of them)".into());
+            problem(
+                &mut problems,
+                "master_list".into(),
+                "is missing; list the masters' IP addresses (1, 3 or 5 of them)".into(),
+            );
             Vec::new()
         }
         Some(list) if list.is_empty() => {
-            problem(&mut problems, "master_list".into(), "is empty; list the masters' IP addresses (1, 3 or 5 of them)".into());
+            problem(
+                &mut problems,
+                "master_list".into(),
+                "is empty; list the masters' IP addresses (1, 3 or 5 of them)".into(),
+            );
             Vec::new()
         }
         Some(list) => host_list("master_list", list, &mut problems),
@@ -479,13 +497,12 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
     // DNS.
     let dns_domain = raw.dns_domain.unwrap_or_else(|| crate::core::dns::DEFAULT_DOMAIN.into());
     let dns_domain = dns_domain.trim_end_matches('.').to_ascii_lowercase();
-    let mut dns = crate::master::config::DnsConfig {
+    let dns = crate::master::config::DnsConfig {
         domain: dns_domain.clone(),
         resolvers: raw.resolvers.clone(),
         forward_zones: raw.dns_forward_zones.clone(),
         ..Default::default()
     };
-    dns.listen.set_port(1);
     if let Err(crate::master::config::ConfigError::Invalid { field, message }) = dns.validate() {
         let key = match field {
             "dns.domain" => "dns_domain",
@@ -553,7 +570,11 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
     let mut preload_images = Vec::new();
     for (i, path) in raw.preload_images.iter().enumerate() {
         if path.trim().is_empty() {
-            problem(&mut problems, format!("preload_images[{i}]"), "is empty; give the path of an image archive".into());
+            problem(
+                &mut problems,
+                format!("preload_images[{i}]"),
+                "is empty; give the path of an image archive".into(),
+            );
         } else {
             preload_images.push(PathBuf::from(path));
         }
@@ -670,10 +691,10 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
     #[test]
     fn bad_hosts_are_named_by_key() {
         let base = "cluster_name: c\n";
-        assert_eq!(keys(&format!("{base}master_list: [10.0.0.1, nope, 10.0.0.300]\n")), [
-            "master_list[1]",
-            "master_list[2]"
-        ]);
+        assert_eq!(
+            keys(&format!("{base}master_list: [10.0.0.1, nope, 10.0.0.300]\n")),
+            ["master_list[1]", "master_list[2]"]
+        );
         let p = problems(&format!("{base}master_list: [10.0.0.1]\nagent_list: [10.0.0.2, 10.0.0.1]\n"));
         assert_eq!(p[0].key, "agent_list[1]");
         assert!(p[0].message.contains("already listed as master_list[0]"), "{}", p[0]);
@@ -689,8 +710,10 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
 
     #[test]
     fn an_even_number_of_masters_is_a_warning() {
-        let parsed = parse("cluster_name: c\nmaster_list: [10.0.0.1, 10.0.0.2]\nagent_list: [10.0.0.3]\nresolvers: [10.0.0.53]\n")
-            .unwrap();
+        let parsed = parse(
+            "cluster_name: c\nmaster_list: [10.0.0.1, 10.0.0.2]\nagent_list: [10.0.0.3]\nresolvers: [10.0.0.53]\n",
+        )
+        .unwrap();
         assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
         assert!(parsed.warnings[0].contains("even number"), "{:?}", parsed.warnings);
         let loopback = parse("cluster_name: c\nmaster_list: [127.0.0.1]\n").unwrap().warnings.join("\n");
@@ -703,8 +726,8 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
         let p = problems(&format!(
             "{base}ssh_port: 70000\nports:\n  api: 0\n  agent: 31005\n  tasks: ['31000-32000', '9-1']\n"
         ));
-        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["ssh_port", "ports.api", "ports.tasks[0]", "ports.tasks[1]"], "{p:?}");
+        let found: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(found, ["ssh_port", "ports.api", "ports.tasks[0]", "ports.tasks[1]"], "{p:?}");
         assert!(p[0].message.contains("70000 is not a port; expected 1 to 65535"), "{}", p[0]);
         assert!(p[2].message.contains("contains ports.agent (31005)"), "{}", p[2]);
         assert_eq!(keys(&format!("{base}ports: {{api: 53}}\n")), ["ports.dns"]);
@@ -723,8 +746,9 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
 
     #[test]
     fn dns_search_is_explained_and_forward_zones_are_kept() {
-        let parsed = parse(&format!("{GOOD}dns_search: corp.example\ndns_forward_zones:\n  corp.example: ['10.1.0.2:53']\n"))
-            .unwrap();
+        let parsed =
+            parse(&format!("{GOOD}dns_search: corp.example\ndns_forward_zones:\n  corp.example: ['10.1.0.2:53']\n"))
+                .unwrap();
         assert!(parsed.warnings.iter().any(|w| w.contains("dns_search")), "{:?}", parsed.warnings);
         assert_eq!(parsed.config.forward_zones["corp.example"], ["10.1.0.2:53"]);
     }

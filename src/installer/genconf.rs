@@ -62,7 +62,10 @@ pub fn load_config(dir: &Path) -> Result<Parsed, LoadError> {
         if !full.is_file() {
             problems.push(Problem {
                 key: format!("preload_images[{i}]"),
-                message: format!("{} is not a file; give an image archive (docker save or OCI layout tar)", full.display()),
+                message: format!(
+                    "{} is not a file; give an image archive (docker save or OCI layout tar)",
+                    full.display()
+                ),
             });
         }
         *image = full;
@@ -158,7 +161,8 @@ fn tls_files(node: &Node) -> TlsFiles {
 }
 
 fn wildcard(ip: IpAddr, port: u16) -> std::net::SocketAddr {
-    let any: IpAddr = if ip.is_ipv6() { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+    let any: IpAddr =
+        if ip.is_ipv6() { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
     std::net::SocketAddr::new(any, port)
 }
 
@@ -249,7 +253,7 @@ fn cert_fits(cert_pem: &str, ca_pem: &str, name: &str, role: Role, ip: IpAddr) -
     else {
         return false;
     };
-    if cert.issuer() != ca.subject() || !cert.validity().is_valid() {
+    if cert.issuer().as_raw() != ca.subject().as_raw() || !cert.validity().is_valid() {
         return false;
     }
     let octets = match ip {
@@ -393,8 +397,14 @@ pub fn run(options: &Options) -> Result<Summary> {
     let ttl = c.join_token_ttl_secs;
     let agent_token =
         join_token(&secrets_dir.join("join-token-agent"), &token_secret, &fingerprint, JoinKind::Agent, options, ttl)?;
-    let public_token =
-        join_token(&secrets_dir.join("join-token-public"), &token_secret, &fingerprint, JoinKind::Public, options, ttl)?;
+    let public_token = join_token(
+        &secrets_dir.join("join-token-public"),
+        &token_secret,
+        &fingerprint,
+        JoinKind::Public,
+        options,
+        ttl,
+    )?;
 
     // serve/ is built beside the old one and swapped in when complete.
     let serve = options.dir.join(SERVE_DIR);
@@ -435,7 +445,11 @@ pub fn run(options: &Options) -> Result<Summary> {
         }
         let root = staging.join("nodes").join(node.ip.to_string()).join("root");
         let on_host = |p: &Path| root.join(p.strip_prefix("/").expect("absolute host path"));
-        write(&staging.join("nodes").join(node.ip.to_string()).join("role"), &format!("{}\n", node.role.install_arg()), 0o644)?;
+        write(
+            &staging.join("nodes").join(node.ip.to_string()).join("role"),
+            &format!("{}\n", node.role.install_arg()),
+            0o644,
+        )?;
         let tls = tls_files(&node);
         copy(&cert_path, &on_host(&tls.cert), 0o644)?;
         copy(&key_path, &on_host(&tls.key), 0o600)?;
@@ -483,7 +497,8 @@ pub fn run(options: &Options) -> Result<Summary> {
     if serve.exists() {
         std::fs::remove_dir_all(&serve).with_context(|| format!("removing the old {}", serve.display()))?;
     }
-    std::fs::rename(&staging, &serve).with_context(|| format!("moving {} to {}", staging.display(), serve.display()))?;
+    std::fs::rename(&staging, &serve)
+        .with_context(|| format!("moving {} to {}", staging.display(), serve.display()))?;
     if let Ok(dir) = std::fs::File::open(&options.dir) {
         let _ = dir.sync_all();
     }
@@ -501,7 +516,12 @@ pub fn run(options: &Options) -> Result<Summary> {
 
 /// Prints a summary for people (`medos installer genconf`).
 pub fn print_summary(summary: &Summary, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "{} the cluster CA (fingerprint {})", if summary.created_ca { "created" } else { "kept" }, summary.ca_fingerprint)?;
+    writeln!(
+        out,
+        "{} the cluster CA (fingerprint {})",
+        if summary.created_ca { "created" } else { "kept" },
+        summary.ca_fingerprint
+    )?;
     for node in &summary.nodes {
         writeln!(out, "  {:<14} {:<40} {}", node.role, node.ip, node.name)?;
     }

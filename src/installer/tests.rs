@@ -45,7 +45,12 @@ fn units_are_clean_under_systemd_analyze_verify() {
         std::fs::write(&path, text).unwrap();
     }
     for (name, _) in super::UNITS {
-        let out = Command::new("systemd-analyze").arg("verify").arg(format!("--root={}", r.display())).arg(name).output().unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", r.display()))
+            .arg(name)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success() && stderr.trim().is_empty(), "{name}: {stderr}");
     }
@@ -75,7 +80,10 @@ fn shipped_scripts_are_shellcheck_clean() {
     let out = Command::new("shellcheck")
         .arg(dir.path().join("install.sh"))
         .arg(dir.path().join("ip-detect"))
-        .args(["packaging/build.sh", "packaging/deb/postinst", "packaging/deb/prerm", "packaging/deb/postrm"].map(|p| repo.join(p)))
+        .args(
+            ["packaging/build.sh", "packaging/deb/postinst", "packaging/deb/prerm", "packaging/deb/postrm"]
+                .map(|p| repo.join(p)),
+        )
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
@@ -108,7 +116,10 @@ fn stage() -> Stage {
     let systemctl = tmp.path().join("systemctl");
     write_exec(
         &systemctl,
-        &format!("#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1\" in is-enabled) exit 1 ;; esac\nexit 0\n", calls.display()),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\ncase \"$1\" in is-enabled) exit 1 ;; esac\nexit 0\n",
+            calls.display()
+        ),
     );
     Stage { serve: dir.join("serve"), root: tmp.path().join("root"), calls, systemctl, _tmp: tmp }
 }
@@ -154,21 +165,27 @@ fn install_sh_installs_a_master_idempotently() {
     assert_eq!(s.mode("etc/systemd/system/medos-master.service"), 0o644);
     let config = crate::master::MasterConfig::load(Some(&s.root.join("etc/medos/master.toml")), Default::default());
     assert_eq!(config.unwrap().advertise, "https://10.77.0.1:7443");
-    assert_eq!(s.take_calls(), [
-        "daemon-reload",
-        "enable --quiet medos-master.service",
-        "restart medos-master.service",
-        "show -p StatusText --value medos-master.service"
-    ]);
+    assert_eq!(
+        s.take_calls(),
+        [
+            "daemon-reload",
+            "enable --quiet medos-master.service",
+            "restart medos-master.service",
+            "show -p StatusText --value medos-master.service"
+        ]
+    );
 
     // Again: nothing changes, nothing restarts.
     let (ok, log) = s.install("master", "10.77.0.1");
     assert!(ok && log.contains("nothing changed"), "{log}");
-    assert_eq!(s.take_calls(), [
-        "enable --quiet medos-master.service",
-        "start medos-master.service",
-        "show -p StatusText --value medos-master.service"
-    ]);
+    assert_eq!(
+        s.take_calls(),
+        [
+            "enable --quiet medos-master.service",
+            "start medos-master.service",
+            "show -p StatusText --value medos-master.service"
+        ]
+    );
 
     // A changed file on the host is put back, and the unit restarted.
     std::fs::write(s.root.join("etc/medos/master.toml"), "edited").unwrap();
@@ -237,10 +254,16 @@ fn packaging_builds_a_tarball_and_a_deb() {
     write_exec(&binary, "#!/bin/sh\necho medos\n");
     let out_dir = tmp.path().join("dist");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash").arg(repo.join("packaging/build.sh")).arg(&out_dir).env("MEDOS_BIN", &binary).output().unwrap();
+    let out = Command::new("bash")
+        .arg(repo.join("packaging/build.sh"))
+        .arg(&out_dir)
+        .env("MEDOS_BIN", &binary)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let version = env!("CARGO_PKG_VERSION");
-    let names: Vec<String> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     let deb = names.iter().find(|n| n.ends_with(".deb")).unwrap_or_else(|| panic!("no .deb in {names:?}"));
     let tarball = names.iter().find(|n| n.ends_with(".tar.gz")).unwrap_or_else(|| panic!("no tarball in {names:?}"));
     assert!(deb.starts_with(&format!("medos_{version}_")), "{deb}");
@@ -258,12 +281,17 @@ fn packaging_builds_a_tarball_and_a_deb() {
     for (name, text) in super::UNITS {
         assert_eq!(std::fs::read_to_string(unpacked.join("lib/systemd/system").join(name)).unwrap(), *text);
     }
-    assert_eq!(std::fs::read_to_string(unpacked.join("usr/share/medos/installer/install.sh")).unwrap(), super::INSTALL_SH);
+    assert_eq!(
+        std::fs::read_to_string(unpacked.join("usr/share/medos/installer/install.sh")).unwrap(),
+        super::INSTALL_SH
+    );
     assert_eq!(std::fs::read_to_string(unpacked.join("DEBIAN/conffiles")).unwrap(), "/etc/default/medos\n");
     let postinst = std::fs::read_to_string(unpacked.join("DEBIAN/postinst")).unwrap();
     assert!(!postinst.contains("systemctl start") && !postinst.contains("systemctl enable"), "{postinst}");
     // The tarball checks itself.
-    assert!(Command::new("tar").arg("xzf").arg(out_dir.join(tarball)).arg("-C").arg(tmp.path()).status().unwrap().success());
+    assert!(
+        Command::new("tar").arg("xzf").arg(out_dir.join(tarball)).arg("-C").arg(tmp.path()).status().unwrap().success()
+    );
     let tree = tmp.path().join(tarball.trim_end_matches(".tar.gz"));
     let check = Command::new("sha256sum").args(["-c", "--quiet", "SHA256SUMS"]).current_dir(&tree).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));

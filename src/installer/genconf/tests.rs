@@ -165,7 +165,8 @@ fn genconf_generates_a_verifiable_cluster_and_reruns_identically() {
     let sums = read(&serve.join("SHA256SUMS"));
     assert_eq!(sums.lines().count(), summary.files);
     assert!(sums.lines().any(|l| l.ends_with("  medos")), "{sums}");
-    if let Ok(out) = std::process::Command::new("sha256sum").args(["-c", "--quiet", "SHA256SUMS"]).current_dir(&serve).output()
+    if let Ok(out) =
+        std::process::Command::new("sha256sum").args(["-c", "--quiet", "SHA256SUMS"]).current_dir(&serve).output()
     {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
@@ -179,8 +180,11 @@ fn genconf_generates_a_verifiable_cluster_and_reruns_identically() {
 
     // A new agent gets a certificate; the others keep theirs.
     let master_cert = read(&f.dir.join("pki/master-10-77-0-1.crt"));
-    std::fs::write(f.dir.join(CONFIG_FILE), CONFIG.replace("[10.77.0.11, 10.77.0.12]", "[10.77.0.11, 10.77.0.12, 10.77.0.13]"))
-        .unwrap();
+    std::fs::write(
+        f.dir.join(CONFIG_FILE),
+        CONFIG.replace("[10.77.0.11, 10.77.0.12]", "[10.77.0.11, 10.77.0.12, 10.77.0.13]"),
+    )
+    .unwrap();
     let grown = run(&options(&f, false)).unwrap();
     assert_eq!(grown.nodes.len(), 7);
     assert_eq!(read(&f.dir.join("pki/master-10-77-0-1.crt")), master_cert);
