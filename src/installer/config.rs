@@ -188,10 +188,24 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
     /// Not YAML, or a value of the wrong type (serde's message names the key).
-    #[error("line {line}, column {column}: {message}")]
+    #[error("{}", yaml_message(*line, *column, message))]
     Yaml { line: usize, column: usize, message: String },
-    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<Problem>),
+    /// Every invalid setting, and the warnings (an unknown key often explains a missing one).
+    #[error("{}", invalid_message(problems, warnings))]
+    Invalid { problems: Vec<Problem>, warnings: Vec<String> },
+}
+
+fn yaml_message(line: usize, column: usize, message: &str) -> String {
+    if line == 0 || message.contains(&format!("line {line} column {column}")) {
+        message.to_string()
+    } else {
+        format!("line {line}, column {column}: {message}")
+    }
+}
+
+fn invalid_message(problems: &[Problem], warnings: &[String]) -> String {
+    let lines = problems.iter().map(|p| p.to_string()).chain(warnings.iter().map(|w| format!("warning: {w}")));
+    lines.collect::<Vec<_>>().join("\n")
 }
 
 /// `dns_search` is a space-separated string in DC/OS; a list is accepted too.
@@ -343,8 +357,10 @@ pub fn parse(text: &str) -> Result<Parsed, ConfigError> {
         }
     };
     let mut warnings: Vec<String> = unknown.iter().map(|p| unknown_key_warning(p)).collect();
-    let config = validate(raw, &mut warnings)?;
-    Ok(Parsed { config, warnings })
+    match validate(raw, &mut warnings) {
+        Ok(config) => Ok(Parsed { config, warnings }),
+        Err(problems) => Err(ConfigError::Invalid { problems, warnings }),
+    }
 }
 
 fn port(key: &str, value: Option<i64>, default: u16, problems: &mut Vec<Problem>) -> u16 {
@@ -381,7 +397,7 @@ fn ssh_word(key: &str, value: &str, problems: &mut Vec<Problem>) {
     }
 }
 
-fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig, ConfigError> {
+fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig, Vec<Problem>> {
     let mut problems = Vec::new();
     let problem = |problems: &mut Vec<Problem>, key: String, message: String| problems.push(Problem { key, message });
 
@@ -581,7 +597,7 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
     }
 
     if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems));
+        return Err(problems);
     }
     Ok(ClusterConfig {
         cluster_name,
@@ -619,7 +635,7 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
 
     fn problems(text: &str) -> Vec<Problem> {
         match parse(text) {
-            Err(ConfigError::Invalid(p)) => p,
+            Err(ConfigError::Invalid { problems, .. }) => problems,
             other => panic!("expected problems, got {other:?}"),
         }
     }
@@ -666,7 +682,7 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
         let ConfigError::Yaml { line, column, message } = &err else { panic!("{err:?}") };
         assert!(*line >= 2, "{err}");
         assert!(*column > 0, "{err}");
-        assert!(err.to_string().starts_with(&format!("line {line}, column {column}: ")), "{err}");
+        assert!(err.to_string().contains(&format!("line {line} column {column}")), "{err}");
         assert!(!message.is_empty());
         // A wrong type names the key and where it is.
         let err = parse("cluster_name: prod\nmaster_list: 10.0.0.1\n").unwrap_err();
@@ -684,6 +700,10 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
         assert!(all.contains("unknown key `ports.apii` is ignored; did you mean `ports.api`?"), "{all}");
         assert!(all.contains("`bootstrap_url` (a DC/OS setting) is ignored"), "{all}");
         assert!(all.contains("unknown key `zzz` is ignored; known keys here: cluster_name"), "{all}");
+        // With a typo the required key is missing: the error shows the suggestion too.
+        let err = parse("cluster_name: c\nmster_list: [10.0.0.1]\n").unwrap_err().to_string();
+        assert!(err.starts_with("`master_list`: is missing"), "{err}");
+        assert!(err.contains("warning: unknown key `mster_list` is ignored; did you mean `master_list`?"), "{err}");
         assert_eq!(did_you_mean("agnet_list", TOP_KEYS), Some("agent_list"));
         assert_eq!(did_you_mean("colour", TOP_KEYS), None);
     }

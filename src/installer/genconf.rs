@@ -29,10 +29,10 @@ pub const SECRETS_DIR: &str = "secrets";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source} (write the cluster's config.yaml there, or pass --genconf-dir)")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is invalid:\n{source}")]
-    Config { path: PathBuf, source: ConfigError },
+    #[error("cannot read {path}: {error} (write the cluster's config.yaml there, or pass --genconf-dir)")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("{path} is invalid:\n{error}")]
+    Config { path: PathBuf, error: ConfigError },
 }
 
 /// Reads and validates `DIR/config.yaml`, and checks what it names on this machine:
@@ -40,8 +40,8 @@ pub enum LoadError {
 /// absolute), `DIR/ip-detect` (when present) is an executable file.
 pub fn load_config(dir: &Path) -> Result<Parsed, LoadError> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read { path: path.clone(), source })?;
-    let invalid = |source| LoadError::Config { path: path.clone(), source };
+    let text = std::fs::read_to_string(&path).map_err(|error| LoadError::Read { path: path.clone(), error })?;
+    let invalid = |error| LoadError::Config { path: path.clone(), error };
     let mut parsed = config::parse(&text).map_err(invalid)?;
     let mut problems = Vec::new();
     if let Some(key) = &parsed.config.ssh.key_path {
@@ -94,7 +94,7 @@ pub fn load_config(dir: &Path) -> Result<Parsed, LoadError> {
         }
     }
     if !problems.is_empty() {
-        return Err(invalid(ConfigError::Invalid(problems)));
+        return Err(invalid(ConfigError::Invalid { problems, warnings: std::mem::take(&mut parsed.warnings) }));
     }
     Ok(parsed)
 }

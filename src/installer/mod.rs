@@ -25,6 +25,10 @@
 //! the CA key); `install.sh` checks the checksums of the files present
 //! (`sha256sum -c --ignore-missing`) and that the ones it uses exist.
 //!
+//! The remote commands get their hosts and SSH settings from the same validated config:
+//! `genconf::load_config(dir)?.config.hosts()` ([`config::Hosts`]); `serve/cluster.json`
+//! ([`genconf::ClusterFile`]) names every node's role, unit and the masters' URLs.
+//!
 //! `ip-detect` runs on each host, at install time, as in DC/OS: `install.sh` runs it to learn
 //! which `nodes/<ip>/` is this host (and, for a host that is not listed, which address an
 //! agent joining with a token reports). The default prints the source address of the host's
