@@ -1,7 +1,8 @@
 //! `medos installer genconf` through the real binary, and a master started from what it
 //! generated: it tells a real notify socket (as systemd's would be) READY=1, its Raft role
 //! and watchdog pings, accepts an agent joining with genconf's join token (so the
-//! token-signing secret reached the master), and says STOPPING=1 on SIGTERM. Bad input to
+//! token-signing secret reached the master), and says STOPPING=1 on SIGTERM. As root, that
+//! agent runs too and says READY=1 once it has registered. Bad input to
 //! genconf: a clean non-zero exit naming the problem, nothing written.
 
 use std::os::unix::net::UnixDatagram;
@@ -119,9 +120,11 @@ async fn a_master_from_genconf_notifies_systemd_and_signs_joins() {
     // An agent that is not listed joins with genconf's token and gets a certificate.
     let template = std::fs::read_to_string(dir.join("serve/join/agent.toml.in")).unwrap();
     let work = tmp.path().join("joiner");
+    let agent_port = free_port();
     let agent_toml = template
         .replace("@NAME@", "agent-joiner")
         .replace("@ADDRESS@", "127.0.0.1")
+        .replace("\"0.0.0.0:5051\"", &format!("\"127.0.0.1:{agent_port}\""))
         .replace(&format!("{}/agent", tmp.path().display()), &work.display().to_string());
     let agent_path = tmp.path().join("agent.toml");
     std::fs::write(&agent_path, agent_toml).unwrap();
@@ -136,17 +139,45 @@ async fn a_master_from_genconf_notifies_systemd_and_signs_joins() {
     assert_eq!(medos::pki::tls::peer_identity(&certs[0]).unwrap().name, "agent-joiner");
     assert_eq!(std::fs::read(&agent.tls.ca).unwrap(), std::fs::read(dir.join("pki/ca.crt")).unwrap());
 
-    // SIGTERM: STOPPING=1, then a clean exit.
+    // As root (agents need it), the agent itself: READY=1 once it has registered.
+    if nix::unistd::geteuid().is_root() {
+        let agent_notify = tmp.path().join("agent-notify");
+        let agent_socket = UnixDatagram::bind(&agent_notify).unwrap();
+        let agent_log = tmp.path().join("agent.log");
+        let child = Command::new(MEDOS)
+            .arg("agent")
+            .arg("--config")
+            .arg(&agent_path)
+            .env("NOTIFY_SOCKET", &agent_notify)
+            .env("WATCHDOG_USEC", "1000000")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&agent_log).unwrap())
+            .stderr(std::fs::File::create(&agent_log).unwrap())
+            .spawn()
+            .unwrap();
+        let agent_guard = Guard { child, log: agent_log };
+        let ready = wait_for(&agent_socket, START_TIMEOUT, "the agent's READY=1", |m| m.starts_with("READY=1"));
+        assert!(ready.contains("STATUS=registered as ") && ready.contains("with the leader"), "{ready}");
+        wait_for(&agent_socket, Duration::from_secs(10), "the agent's watchdog ping", |m| m == "WATCHDOG=1");
+        stop(agent_guard, &agent_socket, "the agent").await;
+    } else {
+        eprintln!("not root: skipping the agent's notifications (agents need root)");
+    }
+
+    stop(guard, &socket, "the master").await;
+}
+
+/// SIGTERM: STOPPING=1, then a clean exit.
+async fn stop(mut guard: Guard, socket: &UnixDatagram, what: &str) {
     let pid = nix::unistd::Pid::from_raw(guard.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    wait_for(&socket, Duration::from_secs(30), "STOPPING=1", |m| m == "STOPPING=1");
-    let mut guard = guard;
-    let status = eventually("the master to exit", Duration::from_secs(30), || {
+    wait_for(socket, Duration::from_secs(30), &format!("{what}'s STOPPING=1"), |m| m == "STOPPING=1");
+    let status = eventually(&format!("{what} to exit"), Duration::from_secs(30), || {
         let status = guard.child.try_wait();
         async move { status.map_err(|e| e.to_string())?.ok_or_else(|| "still running".to_string()) }
     })
     .await;
-    assert!(status.success(), "{status:?}");
+    assert!(status.success(), "{what}: {status:?}");
 }
 
 #[test]
