@@ -9,6 +9,7 @@ mod dns;
 mod done_when;
 mod durability;
 mod failover;
+mod genconf_master;
 mod history;
 mod images;
 mod marathon;

@@ -52,6 +52,15 @@ pub struct Session {
     resolv_conf: Option<std::path::PathBuf>,
     /// The VIP load balancer (`None`: this agent serves no VIPs).
     vips: Option<Arc<super::vips::VipProxy>>,
+    /// The current registration (agent id, leader), `None` between registrations.
+    registered: tokio::sync::watch::Sender<Option<Registered>>,
+}
+
+/// A successful registration with the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub agent_id: String,
+    pub leader: String,
 }
 
 #[derive(Debug)]
@@ -95,7 +104,13 @@ impl Session {
             agent_id: RwLock::new(agent_id),
             resolv_conf: None,
             vips: None,
+            registered: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// Follows the agent's registration: `Some` while it is registered with a leader.
+    pub fn registrations(&self) -> tokio::sync::watch::Receiver<Option<Registered>> {
+        self.registered.subscribe()
     }
 
     /// The same session, writing the tasks' `resolv.conf` (the cluster DNS) at `path`.
@@ -221,6 +236,8 @@ impl Session {
                     *self.agent_id.write().expect("session lock") = Some(resp.agent_id.clone());
                 }
                 tracing::info!(agent_id = %resp.agent_id, leader = %resp.leader, "registered");
+                self.registered
+                    .send_replace(Some(Registered { agent_id: resp.agent_id.clone(), leader: resp.leader.clone() }));
                 self.update_dns(resp.dns.as_ref());
                 let interval = Duration::from_millis(resp.heartbeat_interval_ms.max(50));
                 tokio::select! {
@@ -230,6 +247,7 @@ impl Session {
             };
             tokio::select! {
                 result = attempt => {
+                    self.registered.send_replace(None);
                     if let Err(e) = result {
                         tracing::info!(error = %e, "connection to the masters lost; registering again");
                     }

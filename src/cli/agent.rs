@@ -182,10 +182,50 @@ pub async fn serve(args: AgentArgs) -> Result<()> {
         .with_resolv_conf(config.work_dir.join(crate::agent::dns::RESOLV_CONF));
     let agent = crate::agent::start(config.clone(), Arc::new(containers)).await?;
     eprintln!("medos agent {} working for {}", config.name, config.masters.join(", "));
+    // Under systemd (Type=notify): ready once registered with the leader.
+    let notifier = Arc::new(crate::systemd::Notifier::from_env());
+    let watchdog = crate::systemd::spawn_watchdog(notifier.clone());
+    let status = notifier.enabled().then(|| {
+        let registrations = agent.session.registrations();
+        tokio::spawn(report_registration(registrations, notifier.clone(), config.masters.len()))
+    });
     crate::process::wait_for_shutdown_signal().await;
     tracing::info!("shutting down; tasks keep running");
+    notifier.stopping();
+    for task in [watchdog, status].into_iter().flatten() {
+        task.abort();
+    }
     agent.shutdown().await;
     Ok(())
+}
+
+/// `READY=1` at the first registration; afterwards the status line follows it.
+async fn report_registration(
+    mut registrations: tokio::sync::watch::Receiver<Option<crate::agent::session::Registered>>,
+    notifier: Arc<crate::systemd::Notifier>,
+    masters: usize,
+) {
+    notifier.status(&format!("registering with the leader ({masters} masters configured)"));
+    let mut ready = false;
+    loop {
+        let current = registrations.borrow_and_update().clone();
+        match current {
+            Some(r) => {
+                let line = format!("registered as {} with the leader {}", r.agent_id, r.leader);
+                if ready {
+                    notifier.status(&line);
+                } else {
+                    notifier.ready(&line);
+                    ready = true;
+                }
+            }
+            None if ready => notifier.status("lost the leader; registering again (tasks keep running)"),
+            None => {}
+        }
+        if registrations.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// `medos agent --simulate N`: N simulated agents until SIGINT/SIGTERM.

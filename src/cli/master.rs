@@ -111,10 +111,54 @@ pub async fn serve(args: RunArgs) -> Result<()> {
     let config = args.config()?;
     let running = crate::master::start(config, None, None).await?;
     eprintln!("medos master {} serving {}", running.master.name, running.master.advertise);
+    // Under systemd (Type=notify): ready once the API and DNS listen; the status line then
+    // follows the Raft role.
+    let notifier = std::sync::Arc::new(crate::systemd::Notifier::from_env());
+    notifier.ready(&format!("serving {}; waiting for a leader", running.master.advertise));
+    let watchdog = crate::systemd::spawn_watchdog(notifier.clone());
+    let status = notifier.enabled().then(|| tokio::spawn(report_status(running.master.clone(), notifier.clone())));
     crate::process::wait_for_shutdown_signal().await;
     tracing::info!("shutting down");
+    notifier.stopping();
+    for task in [watchdog, status].into_iter().flatten() {
+        task.abort();
+    }
     running.shutdown().await;
     Ok(())
+}
+
+/// Keeps the unit's status line (`systemctl status medos-master`) on the master's Raft role.
+async fn report_status(
+    master: std::sync::Arc<crate::master::Master>,
+    notifier: std::sync::Arc<crate::systemd::Notifier>,
+) {
+    let mut metrics = master.raft.metrics();
+    let mut last = String::new();
+    loop {
+        let line = {
+            let m = metrics.borrow();
+            let leader =
+                m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.name.clone()));
+            let voters = m.membership_config.membership().voter_ids().count();
+            match leader {
+                Some(_) if m.current_leader == Some(master.id) => {
+                    format!("leader of {voters} masters (term {}); serving {}", m.current_term, master.advertise)
+                }
+                Some(name_of_leader) => format!(
+                    "follower of {name_of_leader} ({voters} masters, term {}); serving {}",
+                    m.current_term, master.advertise
+                ),
+                None => format!("serving {}; no leader yet", master.advertise),
+            }
+        };
+        if line != last {
+            notifier.status(&line);
+            last = line;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 pub async fn run(cmd: MasterCommand, json: bool) -> Result<()> {

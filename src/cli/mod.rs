@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod image;
+pub mod installer;
 pub mod kv;
 pub mod marathon;
 pub mod master;
@@ -51,6 +52,8 @@ pub enum Command {
     /// Create the cluster CA and issue node certificates.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Install a cluster on bare hosts from genconf/config.yaml (genconf).
+    Installer(installer::InstallerArgs),
     /// Log in, print the token, manage users.
     #[command(subcommand)]
     Auth(auth::AuthCommand),

@@ -249,6 +249,7 @@ fn prepare(dir: &Path, masters: u8, agents: u8, resolvers: &[String]) -> Result<
             bootstrap: BootstrapConfig {
                 admin_user: Some(ADMIN_USER.into()),
                 admin_password_file: Some(password_file.clone()),
+                ..Default::default()
             },
             raft: RaftTuning::default(),
             agents: Default::default(),

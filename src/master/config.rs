@@ -52,6 +52,11 @@ pub struct BootstrapConfig {
     pub admin_user: Option<String>,
     /// File holding the first administrator's password (one line).
     pub admin_password_file: Option<PathBuf>,
+    /// File holding the cluster's token-signing secret (base64, one line), as chosen by the
+    /// installer so that it can create join tokens before the cluster exists. Without it the
+    /// first leader draws a random one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_file: Option<PathBuf>,
 }
 
 /// Raft timing and log retention.

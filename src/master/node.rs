@@ -116,6 +116,8 @@ pub struct Master {
     /// Where this master's DNS server listens (UDP and TCP), once bound; unset without DNS.
     pub dns_addr: std::sync::OnceLock<SocketAddr>,
     bootstrap_admin: Option<User>,
+    /// The token-signing secret of `bootstrap.token_secret_file`, for a new cluster.
+    bootstrap_token_secret: Option<String>,
 }
 
 pub struct RunningMaster {
@@ -275,6 +277,22 @@ fn read_admin(config: &MasterConfig) -> Result<Option<User>, MasterError> {
     Ok(Some(User { uid: uid.clone(), password_hash: hash, description: "bootstrap administrator".into() }))
 }
 
+fn read_token_secret(config: &MasterConfig) -> Result<Option<String>, MasterError> {
+    let Some(file) = &config.bootstrap.token_secret_file else { return Ok(None) };
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        MasterError::Bootstrap(format!("cannot read bootstrap.token_secret_file {}: {e}", file.display()))
+    })?;
+    let secret = text.trim().to_string();
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(&secret) {
+        Ok(bytes) if bytes.len() >= 32 => Ok(Some(secret)),
+        _ => Err(MasterError::Bootstrap(format!(
+            "bootstrap.token_secret_file {} must hold at least 32 bytes in base64 (as `medos installer genconf` writes)",
+            file.display()
+        ))),
+    }
+}
+
 /// Starts a master. `listener` lets tests bind port 0; otherwise `config.listen` is bound.
 pub async fn start(
     config: MasterConfig,
@@ -288,6 +306,7 @@ pub async fn start(
     let ca_pem = std::fs::read_to_string(&config.tls.ca)
         .map_err(|source| PkiError::Read { path: config.tls.ca.clone(), source })?;
     let bootstrap_admin = read_admin(&config)?;
+    let bootstrap_token_secret = read_token_secret(&config)?;
     let ca_signer = match &config.ca_key {
         Some(key) => Some(Arc::new(
             crate::pki::Ca::load_files(&config.tls.ca, key).map_err(|e| MasterError::CaKey(e.to_string()))?,
@@ -357,6 +376,7 @@ pub async fn start(
         ca_signer,
         dns_addr: std::sync::OnceLock::new(),
         bootstrap_admin,
+        bootstrap_token_secret,
     });
     tracing::info!(name = %master.name, id = master.id, %addr, "master starting");
 
@@ -520,7 +540,7 @@ async fn leader_duties(master: Arc<Master>) {
             let command = Command::InitCluster {
                 cluster_id: new_cluster_id(),
                 created_at_ms: crate::clock::now_ms(),
-                token_secret: crate::auth::new_token_secret(),
+                token_secret: master.bootstrap_token_secret.clone().unwrap_or_else(crate::auth::new_token_secret),
                 admin: master.bootstrap_admin.clone(),
             };
             match master.raft.client_write(command).await {

@@ -129,6 +129,7 @@ impl TestCluster {
             bootstrap: BootstrapConfig {
                 admin_user: Some(ADMIN.into()),
                 admin_password_file: Some(self.dir.path().join("password")),
+                ..Default::default()
             },
             raft: self.tuning.clone(),
             agents: medos::master::config::AgentTimeouts { heartbeat_interval_ms: 200, unreachable_after_ms: 1_500 },
