@@ -148,7 +148,8 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -
     header.set_size(bytes.len() as u64);
     header.set_mode(0o644);
     header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, name, bytes).map_err(|e| BundleError::Io { path: name.into(), message: e.to_string() })?;
+    tar.append_data(&mut header, name, bytes)
+        .map_err(|e| BundleError::Io { path: name.into(), message: e.to_string() })?;
     Ok(FileDigest { digest: format!("sha256:{}", hex::encode(Sha256::digest(bytes))), size: bytes.len() as u64 })
 }
 
@@ -226,8 +227,13 @@ pub fn build(
         files.insert(entry.clone(), append_file(&mut tar, &entry, path)?);
         bundled.push(BundledImage { name: name.clone(), file: entry });
     }
-    let manifest =
-        Manifest { format: FORMAT, name: package.name.clone(), version: package.version.clone(), files, images: bundled };
+    let manifest = Manifest {
+        format: FORMAT,
+        name: package.name.clone(),
+        version: package.version.clone(),
+        files,
+        images: bundled,
+    };
     let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err(out, e))?;
     append_bytes(&mut tar, MANIFEST, &manifest_json)?;
     let mut writer = tar.into_inner().map_err(|e| io_err(&partial, e))?;
@@ -259,7 +265,8 @@ pub fn open(bundle: &Path, scratch: &Path) -> Result<Opened, BundleError> {
     let entries = archive.entries().map_err(|e| invalid(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| invalid(format!("unreadable entry: {e}")))?;
-        let path = entry.path().map_err(|e| invalid(format!("entry with a bad path: {e}")))?.to_string_lossy().into_owned();
+        let path =
+            entry.path().map_err(|e| invalid(format!("entry with a bad path: {e}")))?.to_string_lossy().into_owned();
         if entry.header().entry_type() != tar::EntryType::Regular {
             return Err(invalid(format!("entry {path:?} is not a regular file")));
         }
@@ -287,7 +294,13 @@ pub fn open(bundle: &Path, scratch: &Path) -> Result<Opened, BundleError> {
                 manifest_bytes = Some(bytes);
                 continue;
             }
-            seen.insert(path.clone(), FileDigest { digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))), size: bytes.len() as u64 });
+            seen.insert(
+                path.clone(),
+                FileDigest {
+                    digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+                    size: bytes.len() as u64,
+                },
+            );
             package_bytes = Some(bytes);
             continue;
         }
@@ -302,7 +315,8 @@ pub fn open(bundle: &Path, scratch: &Path) -> Result<Opened, BundleError> {
         writer.flush().map_err(|e| io_err(&target, e))?;
         seen.insert(path, FileDigest { digest: format!("sha256:{}", hex::encode(hashing.hash.finalize())), size });
     }
-    let manifest_bytes = manifest_bytes.ok_or_else(|| invalid(format!("no {MANIFEST}: this is not a medos package bundle")))?;
+    let manifest_bytes =
+        manifest_bytes.ok_or_else(|| invalid(format!("no {MANIFEST}: this is not a medos package bundle")))?;
     let manifest: Manifest =
         serde_json::from_slice(&manifest_bytes).map_err(|e| invalid(format!("{MANIFEST}: {e}")))?;
     if manifest.format != FORMAT {
@@ -450,7 +464,10 @@ mod tests {
         let dir = package_dir(root.path(), "tiny/busybox:1");
         let package = serde_json::to_vec(&read_package_dir(&dir).unwrap()).unwrap();
         let fake_image = b"not really an image".as_slice();
-        let digest = |b: &[u8]| FileDigest { digest: format!("sha256:{}", hex::encode(Sha256::digest(b))), size: b.len() as u64 };
+        let digest = |b: &[u8]| FileDigest {
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(b))),
+            size: b.len() as u64,
+        };
         let manifest = |files: Vec<(&str, FileDigest)>, images: Vec<BundledImage>| {
             serde_json::to_vec(&Manifest {
                 format: FORMAT,
@@ -465,12 +482,21 @@ mod tests {
         let good = manifest(vec![(PACKAGE, digest(&package)), ("images/0.tar", digest(fake_image))], image());
         let tampered = b"not really an imagE".as_slice();
         let no_image = manifest(vec![(PACKAGE, digest(&package))], vec![]);
-        let cases: Vec<(&str, Vec<(&str, &[u8])>, &str)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, &'a str);
+        let cases: Vec<Case> = vec![
             ("good", vec![(PACKAGE, &package), ("images/0.tar", fake_image), (MANIFEST, &good)], ""),
-            ("altered image", vec![(PACKAGE, &package), ("images/0.tar", tampered), (MANIFEST, &good)], "damaged or was altered"),
+            (
+                "altered image",
+                vec![(PACKAGE, &package), ("images/0.tar", tampered), (MANIFEST, &good)],
+                "damaged or was altered",
+            ),
             ("no manifest", vec![(PACKAGE, &package)], "not a medos package bundle"),
             ("traversal", vec![("../evil", b"x"), (MANIFEST, &good)], "unexpected entry"),
-            ("extra entry", vec![("images/7.tar", b"x"), (PACKAGE, &package), ("images/0.tar", fake_image), (MANIFEST, &good)], "not in bundle.json"),
+            (
+                "extra entry",
+                vec![("images/7.tar", b"x"), (PACKAGE, &package), ("images/0.tar", fake_image), (MANIFEST, &good)],
+                "not in bundle.json",
+            ),
             ("missing file", vec![(PACKAGE, &package), (MANIFEST, &good)], "but not in the bundle"),
             ("image not carried", vec![(PACKAGE, &package), (MANIFEST, &no_image)], "does not carry"),
             ("bad manifest", vec![(PACKAGE, &package), (MANIFEST, b"{\"format\": 1}")], "bundle.json"),
