@@ -12,6 +12,7 @@ pub mod core;
 pub mod dev;
 pub mod dns;
 pub mod image;
+pub mod installer;
 pub mod master;
 pub mod pki;
 pub mod process;
