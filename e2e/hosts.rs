@@ -32,6 +32,16 @@ fn three_hosts_boot_answer_ssh_and_reach_each_other() {
             sim.ssh_ok(i, &format!("ping -c1 -W2 {} >/dev/null && getent hosts {} | grep -q '^{} '", other.ip, other.name, other.ip));
         }
     }
+    // The ssh config the installer can be pointed at (`ssh -F`): user, key and known hosts.
+    let out = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(sim.ssh_config_path())
+        .arg(hosts[2].ip.to_string())
+        .arg("hostname")
+        .output()
+        .expect("running ssh");
+    assert!(out.status.success(), "ssh -F: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hosts[2].name);
     machine_ids.sort();
     machine_ids.dedup();
     assert_eq!(machine_ids.len(), 3, "machine-ids are not unique: {machine_ids:?}");

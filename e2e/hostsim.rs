@@ -502,6 +502,8 @@ impl HostSim {
         for h in self.hosts.clone() {
             let ns = format!("mhs{}-{}", self.subnet, h.name);
             let veth = format!("mhs{}{}", self.subnet, h.name);
+            // A leftover of a crashed run with this subnet would be in the way.
+            let _ = ip(&["netns", "del", &ns]);
             ip(&["netns", "add", &ns]).expect("creating a netns");
             self.netns.push(ns.clone());
             ip(&["link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns]).expect("creating a veth");
@@ -690,8 +692,10 @@ impl HostSim {
                 if let Some(ended) = &p.ended {
                     fail(ended.clone());
                 }
+                // PID 1 counts once it is systemd: before its exec the namespaces are not set up.
                 if p.boots >= boot
                     && let Some(pid) = p.child.as_ref().and_then(|c| find_leader(c.id()))
+                    && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "systemd")
                 {
                     break pid;
                 }
@@ -703,14 +707,29 @@ impl HostSim {
         };
         self.hosts[i].pid = pid;
         let pid_s = pid.to_string();
-        // Boot finished (running or degraded), then the cgroup v1 fix-ups.
-        let wait = Command::new("nsenter")
-            .args(["-t", &pid_s, "-a", "timeout", "60", "systemctl", "is-system-running", "--wait"])
-            .stdin(Stdio::null())
-            .output();
-        let state = wait.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-        if state != "running" && state != "degraded" {
-            fail(format!("systemd did not finish booting: is-system-running says {state:?}"));
+        // Boot finished (running or degraded), then the cgroup v1 fix-ups. systemctl fails
+        // until systemd listens on its socket, so this is polled.
+        let mut state = String::new();
+        loop {
+            let out = Command::new("nsenter")
+                .args(["-t", &pid_s, "-a", "systemctl", "is-system-running"])
+                .stdin(Stdio::null())
+                .output();
+            if let Ok(o) = out {
+                state = format!(
+                    "{} {}",
+                    String::from_utf8_lossy(&o.stdout).trim(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                let word = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                if word == "running" || word == "degraded" {
+                    break;
+                }
+            }
+            if start.elapsed() > BOOT_TIMEOUT {
+                fail(format!("systemd did not finish booting within {BOOT_TIMEOUT:?}: is-system-running says {state:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
         let mut remounted = false;
