@@ -29,7 +29,13 @@ fn three_hosts_boot_answer_ssh_and_reach_each_other() {
         assert!(matches!(lines.get(3), Some(&"running") | Some(&"degraded")), "{} is not up: {out}", h.name);
         machine_ids.push(lines[1].to_string());
         for other in &hosts {
-            sim.ssh_ok(i, &format!("ping -c1 -W2 {} >/dev/null && getent hosts {} | grep -q '^{} '", other.ip, other.name, other.ip));
+            sim.ssh_ok(
+                i,
+                &format!(
+                    "ping -c1 -W2 {} >/dev/null && getent hosts {} | grep -q '^{} '",
+                    other.ip, other.name, other.ip
+                ),
+            );
         }
     }
     // The ssh config the installer can be pointed at (`ssh -F`): user, key and known hosts.
@@ -69,6 +75,11 @@ fn reboot_brings_a_host_back_and_kill_powers_it_off() {
     assert_ne!(sim.hosts()[0].pid, old_pid, "the host's PID 1 should be new after a reboot");
     assert!(!Path::new(&format!("/proc/{old_pid}")).exists(), "the old PID 1 is still alive");
     assert_eq!(sim.ssh_ok(0, "cat /var/tmp/marker").trim(), "kept", "the disk survives a reboot");
+    if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        // The cgroup v1 fix-up is redone on every boot.
+        let opts = sim.ssh_ok(0, "awk '$5 == \"/sys/fs/cgroup/memory\" {print $6}' /proc/self/mountinfo");
+        assert!(opts.starts_with("rw"), "the memory controller is read-only after the reboot: {opts}");
+    }
     let state = sim.ssh_ok(0, "systemctl is-system-running || true");
     assert!(matches!(state.trim(), "running" | "degraded"), "h1 after the reboot: {state}");
 
@@ -101,6 +112,11 @@ fn dropping_the_simulation_removes_everything() {
     }
     for cg in &fp.cgroups {
         assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+    }
+    assert_eq!(fp.mounts.len(), 2);
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for m in &fp.mounts {
+        assert!(!mountinfo.contains(&format!(" {} ", m.display())), "{} still mounted", m.display());
     }
     assert!(!fp.dir.exists() || std::env::var_os("MEDOS_E2E_KEEP").is_some(), "{} left behind", fp.dir.display());
 }

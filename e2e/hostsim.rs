@@ -5,9 +5,12 @@
 //!
 //! The recipe is the one in the project's test-bed notes:
 //! - the golden root filesystem (`hostsim-image.sh`, mmdebstrap minbase + [`PACKAGES`]) is
-//!   built once and cached under `target/tmp/hostsim-cache/<hash of packages and script>`;
-//!   each host gets an unpacked copy, a fresh machine-id and SSH host keys, root's
-//!   `authorized_keys`, its hostname and an `/etc/hosts` naming every host;
+//!   built once and cached under `target/tmp/hostsim-cache/<hash of packages and script>`,
+//!   and unpacked there once; each host's root is an overlay of that shared read-only tree
+//!   and an upper dir of its own (so a host costs no copy), with a fresh machine-id and SSH
+//!   host keys, root's `authorized_keys`, its hostname and an `/etc/hosts` naming every host;
+//!   a plain directory is bound at `/var/lib/medos` (an overlay upper dir, as agents make for
+//!   image tasks, cannot sit on an overlay root);
 //! - network: one bridge (`mhsXbr`, `10.77.X.254/24` on this machine) and per host a netns
 //!   (`mhsX-hN`) joined by a veth (`mhsXhN` ↔ `eth0`, `10.77.X.N/24`). `X` is a subnet taken
 //!   with a lock file under `/run/medos-hostsim/`, so concurrent simulations never collide;
@@ -19,8 +22,8 @@
 //!   and systemd re-executed, so units' limits are enforced and agents can nest containers.
 //!
 //! `Drop` powers every host off hard (SIGKILL of its PID 1 ends its pid namespace), stops the
-//! launchers, removes the cgroups, netns, veths, bridge, lock and the roots (after detaching
-//! any mount found below them). Nothing is found or killed by name.
+//! launchers, removes the cgroups, netns, veths, bridge and lock, unmounts the roots and
+//! removes the temp dir (after detaching any mount still found below it). Nothing is found or killed by name.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -80,6 +83,8 @@ pub struct Footprint {
     pub dir: PathBuf,
     /// The hosts' PID 1s.
     pub pids: Vec<u32>,
+    /// The hosts' overlay roots.
+    pub mounts: Vec<PathBuf>,
 }
 
 /// A per-host supervisor: the running launcher (systemd-nspawn) and whether to boot again.
@@ -112,6 +117,8 @@ pub struct HostSim {
     cgroup_parents: Vec<PathBuf>,
     netns: Vec<String>,
     veths: Vec<String>,
+    /// The hosts' overlay roots mounted on this machine.
+    mounts: Vec<PathBuf>,
     key: PathBuf,
     ssh_config: PathBuf,
 }
@@ -205,6 +212,26 @@ pub fn golden_image() -> PathBuf {
     image
 }
 
+/// The golden image unpacked once next to its tarball (`<image>.root/`): the shared,
+/// read-only lower layer of every host's overlay root.
+pub fn golden_root(image: &Path) -> PathBuf {
+    let _guard = IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = image.with_extension("root");
+    if root.is_dir() {
+        return root;
+    }
+    let partial = image.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).expect("creating the golden root");
+    run(Command::new("tar").args(["--zstd", "--numeric-owner", "-xpf"]).arg(image).arg("-C").arg(&partial))
+        .expect("unpacking the image");
+    // Another process may have won the race; its copy is as good as ours.
+    if std::fs::rename(&partial, &root).is_err() {
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    root
+}
+
 /// Takes a free `10.77.X.0/24` by creating `/run/medos-hostsim/X.lock` (a lock whose owner
 /// died is taken over).
 fn take_subnet() -> (u8, PathBuf) {
@@ -243,7 +270,8 @@ fn own_cgroups() -> Vec<(PathBuf, String)> {
             let mut r = right.split(' ');
             let fstype = r.next()?;
             let options = r.nth(1)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| (PathBuf::from(mount_point), fstype.to_string(), options.to_string()))
+            (fstype == "cgroup" || fstype == "cgroup2")
+                .then(|| (PathBuf::from(mount_point), fstype.to_string(), options.to_string()))
         })
         .collect();
     let own = std::fs::read_to_string("/proc/self/cgroup").expect("reading /proc/self/cgroup");
@@ -258,9 +286,7 @@ fn own_cgroups() -> Vec<(PathBuf, String)> {
             mounts.iter().find(|(_, t, _)| t == "cgroup2")
         } else {
             let wanted: Vec<&str> = controllers.split(',').collect();
-            mounts
-                .iter()
-                .find(|(_, t, o)| t == "cgroup" && wanted.iter().all(|w| o.split(',').any(|opt| opt == *w)))
+            mounts.iter().find(|(_, t, o)| t == "cgroup" && wanted.iter().all(|w| o.split(',').any(|opt| opt == *w)))
         };
         if let Some((mp, _, _)) = mount {
             found.push((mp.clone(), path.trim_start_matches('/').to_string()));
@@ -313,7 +339,7 @@ impl HostSim {
     /// Boots `n` hosts (1..=200) and waits until each one's sshd accepts the run's key.
     pub fn start(n: usize) -> HostSim {
         assert!((1..=200).contains(&n), "HostSim::start: n must be 1..=200, got {n}");
-        let image = golden_image();
+        let lower = golden_root(&golden_image());
         let (subnet, lock) = take_subnet();
         let tmp = tempfile::Builder::new().prefix("medos-hostsim-").tempdir().expect("creating the temp dir");
         let dir = tmp.path().to_path_buf();
@@ -330,13 +356,14 @@ impl HostSim {
             cgroup_parents: Vec::new(),
             netns: Vec::new(),
             veths: Vec::new(),
+            mounts: Vec::new(),
             key: dir.join("id_ed25519"),
             ssh_config: dir.join("ssh_config"),
         };
         let start = Instant::now();
         sim.make_key();
         sim.make_network();
-        sim.make_roots(&image);
+        sim.make_roots(&lower);
         sim.write_ssh_config();
         eprintln!(
             "hostsim: {n} hosts on 10.77.{subnet}.0/24 prepared in {:.1} s ({})",
@@ -401,7 +428,11 @@ impl HostSim {
             if start.elapsed() > Duration::from_secs(120) {
                 let _ = child.kill();
                 let out = child.wait_with_output().expect("ssh output");
-                panic!("ssh {} {cmd:?}: no answer within 120 s; stderr: {}", host.name, String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "ssh {} {cmd:?}: no answer within 120 s; stderr: {}",
+                    host.name,
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -481,6 +512,7 @@ impl HostSim {
             cgroups: self.cgroup_parents.clone(),
             dir: self.dir.clone(),
             pids: self.hosts.iter().map(|h| h.pid).filter(|p| *p != 0).collect(),
+            mounts: self.mounts.clone(),
         }
     }
 
@@ -490,8 +522,10 @@ impl HostSim {
     }
 
     fn make_key(&self) {
-        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "medos-hostsim", "-f"]).arg(&self.key))
-            .expect("ssh-keygen");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "medos-hostsim", "-f"])
+            .arg(&self.key))
+        .expect("ssh-keygen");
     }
 
     fn make_network(&mut self) {
@@ -519,28 +553,41 @@ impl HostSim {
         self.dir.join(&self.hosts[i].name).join("root")
     }
 
-    fn make_roots(&self, image: &Path) {
+    /// Each host's root: an overlay of the golden root (read-only, shared) and a per-host
+    /// upper dir, plus a plain `data` dir bound at `/var/lib/medos` (an overlay upper dir
+    /// cannot sit on an overlay root, and agents put their image layers there).
+    fn make_roots(&mut self, lower: &Path) {
         let pubkey = std::fs::read_to_string(self.key.with_extension("pub")).expect("reading the public key");
         let mut hosts_file = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         for h in &self.hosts {
             let _ = writeln!(hosts_file, "{}\t{}", h.ip, h.name);
         }
+        for i in 0..self.hosts.len() {
+            let root = self.root(i);
+            let base = root.parent().expect("host dir").to_path_buf();
+            for d in ["root", "upper", "work", "data"] {
+                std::fs::create_dir_all(base.join(d)).expect("creating a host dir");
+            }
+            let options = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                base.join("upper").display(),
+                base.join("work").display()
+            );
+            run(Command::new("mount").args(["-t", "overlay", "overlay", "-o", &options]).arg(&root))
+                .expect("mounting a host root");
+            self.mounts.push(root);
+        }
         let known_hosts = std::sync::Mutex::new(String::new());
+        let this = &*self;
         std::thread::scope(|s| {
-            for i in 0..self.hosts.len() {
+            for i in 0..this.hosts.len() {
                 let (pubkey, hosts_file, known_hosts) = (&pubkey, &hosts_file, &known_hosts);
                 s.spawn(move || {
-                    let root = self.root(i);
-                    std::fs::create_dir_all(&root).expect("creating a host root");
-                    run(Command::new("tar")
-                        .args(["--zstd", "--numeric-owner", "-xpf"])
-                        .arg(image)
-                        .arg("-C")
-                        .arg(&root))
-                    .expect("unpacking the image");
+                    let root = this.root(i);
                     let machine_id = format!("{:032x}\n", rand::random::<u128>());
                     std::fs::write(root.join("etc/machine-id"), machine_id).expect("machine-id");
-                    std::fs::write(root.join("etc/hostname"), format!("{}\n", self.hosts[i].name)).expect("hostname");
+                    std::fs::write(root.join("etc/hostname"), format!("{}\n", this.hosts[i].name)).expect("hostname");
                     std::fs::write(root.join("etc/hosts"), hosts_file).expect("/etc/hosts");
                     run(Command::new("ssh-keygen").arg("-A").arg("-f").arg(&root)).expect("host keys");
                     let ssh_dir = root.join("root/.ssh");
@@ -557,7 +604,7 @@ impl HostSim {
                             let key = std::fs::read_to_string(entry.path()).expect("host key");
                             let mut fields = key.split_whitespace();
                             if let (Some(t), Some(k)) = (fields.next(), fields.next()) {
-                                let _ = writeln!(lines, "{} {t} {k}", self.hosts[i].ip);
+                                let _ = writeln!(lines, "{} {t} {k}", this.hosts[i].ip);
                             }
                         }
                     }
@@ -601,6 +648,7 @@ impl HostSim {
         let procs = self.host_cgroups(i);
         let host = self.hosts[i].clone();
         let root = self.root(i);
+        let data = self.dir.join(&host.name).join("data");
         let ns = format!("/run/netns/mhs{}-{}", self.subnet, host.name);
         let log = self.dir.join(&host.name).join("console.log");
         let mut join = String::new();
@@ -609,9 +657,11 @@ impl HostSim {
         }
         let script = format!(
             "{join}exec systemd-nspawn -b -D '{}' -M {} --register=no --keep-unit --network-namespace-path={ns} \
-             --capability=CAP_NET_ADMIN,CAP_SYS_MODULE,CAP_IPC_LOCK --system-call-filter=@keyring --console=read-only",
+             --capability=CAP_NET_ADMIN,CAP_SYS_MODULE,CAP_IPC_LOCK --system-call-filter=@keyring --console=read-only \
+             --bind='{}':/var/lib/medos",
             root.display(),
-            host.name
+            host.name,
+            data.display()
         );
         let m = &mut self.machines[i];
         let power = m.power.clone();
@@ -622,13 +672,7 @@ impl HostSim {
         }
         let launch = move || -> std::io::Result<Child> {
             let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-            Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone()?)
-                .stderr(out)
-                .spawn()
+            Command::new("sh").arg("-c").arg(&script).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).spawn()
         };
         m.thread = Some(std::thread::spawn(move || {
             loop {
@@ -727,7 +771,9 @@ impl HostSim {
                 }
             }
             if start.elapsed() > BOOT_TIMEOUT {
-                fail(format!("systemd did not finish booting within {BOOT_TIMEOUT:?}: is-system-running says {state:?}"));
+                fail(format!(
+                    "systemd did not finish booting within {BOOT_TIMEOUT:?}: is-system-running says {state:?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -738,13 +784,23 @@ impl HostSim {
             let fields: Vec<&str> = left.split(' ').collect();
             let (Some(mount_point), Some(opts)) = (fields.get(4), fields.get(5)) else { continue };
             if right.starts_with("cgroup ") && opts.split(',').any(|o| o == "ro") {
-                if let Err(e) = run(Command::new("nsenter").args(["-t", &pid_s, "-m", "mount", "-o", "remount,bind,rw", mount_point])) {
+                if let Err(e) = run(Command::new("nsenter").args([
+                    "-t",
+                    &pid_s,
+                    "-m",
+                    "mount",
+                    "-o",
+                    "remount,bind,rw",
+                    mount_point,
+                ])) {
                     fail(format!("remounting {mount_point} read-write: {e}"));
                 }
                 remounted = true;
             }
         }
-        if remounted && let Err(e) = run(Command::new("nsenter").args(["-t", &pid_s, "-a", "systemctl", "daemon-reexec"])) {
+        if remounted
+            && let Err(e) = run(Command::new("nsenter").args(["-t", &pid_s, "-a", "systemctl", "daemon-reexec"]))
+        {
             fail(format!("systemctl daemon-reexec: {e}"));
         }
         let mut last = String::new();
@@ -837,6 +893,7 @@ fn remove_cgroup_tree(dir: &Path, deadline: Instant) {
 
 impl Drop for HostSim {
     fn drop(&mut self) {
+        let started = Instant::now();
         if std::thread::panicking() {
             for h in &self.hosts {
                 let log = self.dir.join(&h.name).join("console.log");
@@ -875,6 +932,7 @@ impl Drop for HostSim {
                 let _ = t.join();
             }
         }
+        eprintln!("hostsim: hosts powered off in {:.1} s", started.elapsed().as_secs_f64());
         let deadline = Instant::now() + Duration::from_secs(10);
         for parent in self.cgroup_parents.drain(..).rev() {
             remove_cgroup_tree(&parent, deadline);
@@ -894,6 +952,11 @@ impl Drop for HostSim {
             eprintln!("hostsim cleanup: {e}");
         }
         let _ = std::fs::remove_file(&self.lock);
+        for root in self.mounts.drain(..) {
+            if let Err(e) = run(Command::new("umount").arg(&root)) {
+                eprintln!("hostsim cleanup: {e}");
+            }
+        }
         for m in mounts_below(&self.dir) {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
@@ -902,5 +965,7 @@ impl Drop for HostSim {
         {
             eprintln!("keeping {}", tmp.keep().display());
         }
+        drop(self.tmp.take());
+        eprintln!("hostsim: cleaned up in {:.1} s", started.elapsed().as_secs_f64());
     }
 }

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use medos::installer::hostsettings::{Hosts, SshSettings};
 use medos::installer::preflight::{PortCheck, Report, Requirements, Settings, Status, preflight};
-use medos::installer::ssh::{HostKeyChecking, SshError};
+use medos::installer::ssh::{HostKeyChecking, Runner, SshError, summary_table};
 
-use crate::hostsim::HostSim;
 use crate::hosts::sim;
+use crate::hostsim::HostSim;
 
 const MASTER_API: u16 = 8443;
 const DNS: u16 = 53;
@@ -65,7 +65,16 @@ async fn preflight_passes_on_three_bare_hosts() {
     for h in &report.hosts {
         let names: Vec<&str> = h.checks.iter().map(|c| c.name).collect();
         for want in [
-            "os", "kernel", "systemd", "cgroups", "overlayfs", "ports", "disk", "memory", "hostname", "reachability",
+            "os",
+            "kernel",
+            "systemd",
+            "cgroups",
+            "overlayfs",
+            "ports",
+            "disk",
+            "memory",
+            "hostname",
+            "reachability",
             "clock",
         ] {
             assert!(names.contains(&want), "{}: no {want} check in {names:?}", h.host);
@@ -76,6 +85,47 @@ async fn preflight_passes_on_three_bare_hosts() {
         assert!(log.contains("@@machine-id") && log.contains("date +%s.%N"), "the log holds the full output: {log}");
     }
     assert!(report.cluster.iter().all(|c| c.status == Status::Pass), "{:#?}", report.cluster);
+
+    // The runner underneath: a copy lands atomically with its mode; a step failing on one
+    // host is that host's failure, with the tail of its output, in the summary.
+    let runner = Runner::new(settings(&sim, &hosts).ssh, logs.path()).unwrap();
+    let all: Vec<String> = sim.hosts().iter().map(|h| h.ip.to_string()).collect();
+    let copied =
+        runner
+            .on_hosts(&all, "copy", |host| {
+                let runner = &runner;
+                async move {
+                    runner.copy(host, b"hello\n", "/etc/medos-test/dir/file", 0o640, Duration::from_secs(30)).await
+                }
+            })
+            .await;
+    assert!(copied.iter().all(|o| o.result.is_ok()), "{}", summary_table(&copied));
+    for i in 0..3 {
+        assert_eq!(sim.ssh_ok(i, "stat -c '%a %s' /etc/medos-test/dir/file; ls /etc/medos-test/dir"), "640 6\nfile\n");
+    }
+    let ran = runner
+        .on_hosts(&all, "check", |host| {
+            let runner = &runner;
+            async move {
+                runner
+                    .run(
+                        host,
+                        "hostname check",
+                        "echo checking; if [ $(hostname) = h2 ]; then echo nope >&2; exit 3; fi",
+                        None,
+                        Duration::from_secs(30),
+                    )
+                    .await
+            }
+        })
+        .await;
+    let table = summary_table(&ran);
+    eprintln!("{table}");
+    let failed: Vec<&str> = ran.iter().filter(|o| o.result.is_err()).map(|o| o.host.as_str()).collect();
+    assert_eq!(failed, vec![all[1].as_str()], "{table}");
+    let err = ran[1].result.as_ref().unwrap_err().to_string();
+    assert_eq!(err, format!("hostname check failed on {} (exit status 3):\nchecking\nnope", all[1]));
+    assert!(table.contains("FAILED") && table.contains("hostname check failed on"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

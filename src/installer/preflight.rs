@@ -218,7 +218,7 @@ impl Report {
             let fails = h.checks.iter().filter(|c| c.status == Status::Fail).count();
             let warns = h.checks.iter().filter(|c| c.status == Status::Warn).count();
             let (result, problems) = match &h.error {
-                Some(e) => ("FAILED".to_string(), e.lines().next().unwrap_or_default().to_string()),
+                Some(e) => ("FAILED".to_string(), super::ssh::one_line(e, 200)),
                 None if fails > 0 => (
                     "FAILED".to_string(),
                     h.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.name).collect::<Vec<_>>().join(", "),
@@ -226,7 +226,13 @@ impl Report {
                 None if warns > 0 => ("ok (warnings)".to_string(), String::new()),
                 None => ("ok".to_string(), String::new()),
             };
-            t.add_row([h.host.clone(), h.role.to_string(), result, format!("{:.1}s", h.elapsed_ms as f64 / 1000.0), problems]);
+            t.add_row([
+                h.host.clone(),
+                h.role.to_string(),
+                result,
+                format!("{:.1}s", h.elapsed_ms as f64 / 1000.0),
+                problems,
+            ]);
         }
         let mut out: Vec<String> =
             t.to_string().lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_string()).collect();
@@ -350,7 +356,10 @@ pub fn check_kernel(uname: &str) -> Check {
         }
         Some(v) if v < GOOD_KERNEL => Check::warn(
             "kernel",
-            format!("{release}: no pidfds/openat2 before {}.{}; medos uses slower fallbacks", GOOD_KERNEL.0, GOOD_KERNEL.1),
+            format!(
+                "{release}: no pidfds/openat2 before {}.{}; medos uses slower fallbacks",
+                GOOD_KERNEL.0, GOOD_KERNEL.1
+            ),
             fix,
         ),
         Some(_) => Check::pass("kernel", release.to_string()),
@@ -469,10 +478,15 @@ pub fn check_disk(section: &str, data_dir: &Path, min_bytes: u64) -> Check {
     let dir = lines.next().unwrap_or_default();
     let avail_kib = lines.next().and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse::<u64>().ok());
     let Some(kib) = avail_kib else {
-        return Check::fail("disk", format!("cannot read free space under {}", data_dir.display()), "check that df works there");
+        return Check::fail(
+            "disk",
+            format!("cannot read free space under {}", data_dir.display()),
+            "check that df works there",
+        );
     };
     let bytes = kib * 1024;
-    let shown = if dir == data_dir.to_string_lossy() { dir.to_string() } else { format!("{dir} (for {})", data_dir.display()) };
+    let shown =
+        if dir == data_dir.to_string_lossy() { dir.to_string() } else { format!("{dir} (for {})", data_dir.display()) };
     if bytes < min_bytes {
         Check::fail(
             "disk",
@@ -523,11 +537,7 @@ pub fn check_hostname(hostname: &str, resolved: &str) -> Check {
         return Check::fail("hostname", format!("{hostname} does not resolve"), fix);
     }
     if addrs.iter().all(|a| a.is_loopback()) {
-        return Check::warn(
-            "hostname",
-            format!("{hostname} resolves only to loopback ({})", join(&addrs)),
-            fix,
-        );
+        return Check::warn("hostname", format!("{hostname} resolves only to loopback ({})", join(&addrs)), fix);
     }
     Check::pass("hostname", format!("{hostname} → {}", join(&addrs)))
 }
@@ -590,7 +600,11 @@ pub fn check_reach(section: &str) -> Check {
 /// the skew is at least the distance from that interval; it fails when that exceeds `max`.
 pub fn clock_check(remote: &str, before: f64, after: f64, max: Duration) -> Check {
     let Ok(remote) = remote.trim().parse::<f64>() else {
-        return Check::fail("clock", format!("cannot read the clock: {:?}", remote.trim()), "check that `date +%s.%N` works there");
+        return Check::fail(
+            "clock",
+            format!("cannot read the clock: {:?}", remote.trim()),
+            "check that `date +%s.%N` works there",
+        );
     };
     let skew = if remote < before {
         remote - before
@@ -676,8 +690,7 @@ pub fn cluster_checks(listed: &[(String, Role)], facts: &[(String, Option<String
             by_addr.entry(*a).or_default().push(host);
         }
     }
-    let shared_ids: Vec<String> =
-        by_id.values().filter(|h| h.len() > 1).map(|h| h.join(" and ")).collect();
+    let shared_ids: Vec<String> = by_id.values().filter(|h| h.len() > 1).map(|h| h.join(" and ")).collect();
     if shared_ids.is_empty() {
         checks.push(Check::pass("machine-id", "unique"));
     } else {
@@ -687,11 +700,8 @@ pub fn cluster_checks(listed: &[(String, Role)], facts: &[(String, Option<String
             "hosts cloned from one image: run `rm /etc/machine-id && systemd-machine-id-setup` on each copy",
         ));
     }
-    let shared_addrs: Vec<String> = by_addr
-        .iter()
-        .filter(|(_, h)| h.len() > 1)
-        .map(|(a, h)| format!("{a} on {}", h.join(" and ")))
-        .collect();
+    let shared_addrs: Vec<String> =
+        by_addr.iter().filter(|(_, h)| h.len() > 1).map(|(a, h)| format!("{a} on {}", h.join(" and "))).collect();
     if shared_addrs.is_empty() {
         checks.push(Check::pass("duplicate addresses", "none"));
     } else {
@@ -740,8 +750,13 @@ pub async fn preflight(hosts: &Hosts, settings: &Settings, log_dir: &Path) -> Re
         .on_hosts(&names, "preflight", |host| {
             let role = listed.iter().find(|(h, _)| h == host).map(|(_, r)| *r).unwrap_or(Role::Agent);
             let req = if role == Role::Master { &settings.master } else { &settings.agent };
-            let peers: Vec<(String, u16)> =
-                names.iter().filter(|h| h.as_str() != host).collect::<BTreeSet<_>>().into_iter().map(|h| (h.clone(), port)).collect();
+            let peers: Vec<(String, u16)> = names
+                .iter()
+                .filter(|h| h.as_str() != host)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|h| (h.clone(), port))
+                .collect();
             let runner = &runner;
             async move { probe_host(runner, host, req, &peers, settings).await }
         })
@@ -776,7 +791,8 @@ pub async fn preflight(hosts: &Hosts, settings: &Settings, log_dir: &Path) -> Re
 mod tests {
     use super::*;
 
-    const DEBIAN_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
+    const DEBIAN_OS_RELEASE: &str =
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n";
 
     const PROC_CGROUPS_V1: &str = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t3\t1\t1\ncpu\t1\t77\t1\ncpuacct\t2\t1\t1\nblkio\t7\t1\t1\nmemory\t4\t90\t1\ndevices\t5\t1\t1\nfreezer\t6\t1\t1\nnet_cls\t0\t1\t1\nperf_event\t0\t1\t1\nhugetlb\t0\t1\t1\npids\t8\t77\t1\nrdma\t0\t1\t1\n";
 
@@ -785,7 +801,11 @@ mod tests {
 
     fn req() -> Requirements {
         Requirements {
-            ports: vec![PortCheck::tcp(8443, "master API and Raft"), PortCheck::udp(53, "cluster DNS"), PortCheck::tcp(8080, "x")],
+            ports: vec![
+                PortCheck::tcp(8443, "master API and Raft"),
+                PortCheck::udp(53, "cluster DNS"),
+                PortCheck::tcp(8080, "x"),
+            ],
             data_dir: PathBuf::from("/var/lib/medos"),
             min_disk_bytes: 1 << 30,
             min_memory_bytes: 1 << 30,
@@ -929,7 +949,8 @@ mod tests {
 
     #[test]
     fn duplicates_across_hosts() {
-        let listed = vec![("a".to_string(), Role::Master), ("b".to_string(), Role::Agent), ("a".to_string(), Role::Agent)];
+        let listed =
+            vec![("a".to_string(), Role::Master), ("b".to_string(), Role::Agent), ("a".to_string(), Role::Agent)];
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let facts = vec![
             ("a".to_string(), Some("m1".to_string()), vec![ip("10.0.0.1")]),

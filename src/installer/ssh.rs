@@ -107,7 +107,9 @@ impl SshOptions {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SshError {
     /// ssh could not connect.
-    #[error("cannot reach {host}:{port}: {detail}; check the address, that sshd runs there and that no firewall blocks port {port}")]
+    #[error(
+        "cannot reach {host}:{port}: {detail}; check the address, that sshd runs there and that no firewall blocks port {port}"
+    )]
     Unreachable { host: String, port: u16, detail: String },
     /// The host refused the login.
     #[error(
@@ -420,11 +422,22 @@ pub fn summary_table<T>(outcomes: &[Outcome<T>]) -> String {
     for o in outcomes {
         let (result, error) = match &o.result {
             Ok(_) => ("ok".to_string(), String::new()),
-            Err(e) => ("FAILED".to_string(), e.to_string().lines().next().unwrap_or_default().to_string()),
+            Err(e) => ("FAILED".to_string(), one_line(&e.to_string(), 160)),
         };
         t.add_row([o.host.clone(), o.step.clone(), result, format!("{:.1}s", o.elapsed.as_secs_f64()), error]);
     }
     t.to_string().lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end()).collect::<Vec<_>>().join("\n")
+}
+
+/// `text` on one line (lines joined with " | "), at most `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let joined = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    if joined.chars().count() <= max {
+        joined
+    } else {
+        let cut: String = joined.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
 }
 
 impl fmt::Display for HostKeyChecking {
@@ -452,17 +465,17 @@ mod tests {
             "@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.",
             SshFailure::HostKey,
         );
-        check("No ED25519 host key is known for 10.0.0.1 and you have requested strict checking.\nHost key verification failed.", SshFailure::HostKey);
+        check(
+            "No ED25519 host key is known for 10.0.0.1 and you have requested strict checking.\nHost key verification failed.",
+            SshFailure::HostKey,
+        );
         check("something else entirely", SshFailure::Other);
     }
 
     #[test]
     fn args_carry_the_settings() {
-        let mut o = SshOptions::new(SshSettings {
-            user: "core".into(),
-            port: 2222,
-            key_path: Some(PathBuf::from("/keys/id")),
-        });
+        let mut o =
+            SshOptions::new(SshSettings { user: "core".into(), port: 2222, key_path: Some(PathBuf::from("/keys/id")) });
         o.known_hosts = Some(PathBuf::from("/kh"));
         let args = o.args("10.0.0.1").join(" ");
         for want in [
@@ -492,6 +505,12 @@ mod tests {
     }
 
     #[test]
+    fn one_line_joins_and_cuts() {
+        assert_eq!(one_line("a failed (exit 3):\nx\n\ny\n", 100), "a failed (exit 3): | x | y");
+        assert_eq!(one_line("abcdef", 4), "abc…");
+    }
+
+    #[test]
     fn tail_keeps_the_last_non_empty_lines() {
         assert_eq!(tail("a\nb\n\nc\n", 2), "b\nc");
         assert_eq!(tail("", 3), "");
@@ -511,17 +530,29 @@ mod tests {
         let e = runner.error("h1", "install", 3, "step 1\nstep 2\n", "boom\n");
         assert_eq!(e.to_string(), "install failed on h1 (exit status 3):\nstep 1\nstep 2\nboom");
         let e = runner.error("h2", "probe", 255, "", "ssh: connect to host h2 port 22: No route to host\n");
-        assert!(e.to_string().starts_with("cannot reach h2:22: ssh: connect to host h2 port 22: No route to host"), "{e}");
+        assert!(
+            e.to_string().starts_with("cannot reach h2:22: ssh: connect to host h2 port 22: No route to host"),
+            "{e}"
+        );
     }
 
     #[test]
     fn summary_lists_every_outcome() {
         let outcomes = vec![
-            Outcome { host: "10.0.0.1".into(), step: "preflight".into(), result: Ok(()), elapsed: Duration::from_millis(1200) },
+            Outcome {
+                host: "10.0.0.1".into(),
+                step: "preflight".into(),
+                result: Ok(()),
+                elapsed: Duration::from_millis(1200),
+            },
             Outcome {
                 host: "10.0.0.2".into(),
                 step: "preflight".into(),
-                result: Err(SshError::Timeout { host: "10.0.0.2".into(), what: "probe".into(), after: Duration::from_secs(5) }),
+                result: Err(SshError::Timeout {
+                    host: "10.0.0.2".into(),
+                    what: "probe".into(),
+                    after: Duration::from_secs(5),
+                }),
                 elapsed: Duration::from_secs(5),
             },
         ];
