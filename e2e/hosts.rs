@@ -6,8 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::hostsim::{self, HostSim};
+use crate::support::shared_slot;
 
-/// `None` (after printing why) when simulated hosts cannot run on this machine.
+/// `None` (after printing why) when simulated hosts cannot run on this machine. Callers
+/// hold `shared_slot()`, so no simulation runs while a test measures time. Blocking: the
+/// tests are multi-threaded tokio tests, so this holds up one worker only.
 pub fn sim(n: usize) -> Option<HostSim> {
     if let Some(why) = hostsim::unavailable() {
         eprintln!("skipped: {why}");
@@ -16,8 +19,9 @@ pub fn sim(n: usize) -> Option<HostSim> {
     Some(HostSim::start(n))
 }
 
-#[test]
-fn three_hosts_boot_answer_ssh_and_reach_each_other() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_boot_answer_ssh_and_reach_each_other() {
+    let _slot = shared_slot().await;
     let Some(sim) = sim(3) else { return };
     let hosts = sim.hosts().to_vec();
     let mut machine_ids = Vec::new();
@@ -63,8 +67,9 @@ fn three_hosts_boot_answer_ssh_and_reach_each_other() {
     }
 }
 
-#[test]
-fn reboot_brings_a_host_back_and_kill_powers_it_off() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_brings_a_host_back_and_kill_powers_it_off() {
+    let _slot = shared_slot().await;
     let Some(mut sim) = sim(2) else { return };
     sim.ssh_ok(0, "echo kept > /var/tmp/marker");
     let old_pid = sim.hosts()[0].pid;
@@ -94,8 +99,9 @@ fn reboot_brings_a_host_back_and_kill_powers_it_off() {
     assert_eq!(sim.ssh_ok(1, "cat /etc/hostname").trim(), "h2");
 }
 
-#[test]
-fn dropping_the_simulation_removes_everything() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_simulation_removes_everything() {
+    let _slot = shared_slot().await;
     let Some(sim) = sim(2) else { return };
     let fp = sim.footprint();
     assert!(Path::new("/sys/class/net").join(&fp.bridge).exists());

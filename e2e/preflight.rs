@@ -11,6 +11,7 @@ use medos::installer::ssh::{HostKeyChecking, Runner, SshError, summary_table};
 
 use crate::hosts::sim;
 use crate::hostsim::HostSim;
+use crate::support::shared_slot;
 
 const MASTER_API: u16 = 8443;
 const DNS: u16 = 53;
@@ -56,6 +57,7 @@ fn show(report: &Report) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_passes_on_three_bare_hosts() {
+    let _slot = shared_slot().await;
     let Some(sim) = sim(3) else { return };
     let hosts = hosts(&sim, "root");
     let logs = tempfile::tempdir().unwrap();
@@ -130,6 +132,7 @@ async fn preflight_passes_on_three_bare_hosts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_names_busy_ports_wrong_users_and_absent_hosts() {
+    let _slot = shared_slot().await;
     let Some(sim) = sim(3) else { return };
     let logs = tempfile::tempdir().unwrap();
 
@@ -152,7 +155,9 @@ async fn preflight_names_busy_ports_wrong_users_and_absent_hosts() {
             assert!(err.contains(&h.host) && err.contains("\"nobody\"") && err.contains("ssh_key_path"), "{err}");
         }
     }
-    assert!(report.render().contains("refused the login as \"nobody\""), "{}", report.render());
+    let rendered = report.render();
+    assert!(rendered.contains("refused the login as \"nobody\""), "{rendered}");
+    assert!(rendered.contains("login refused") && rendered.contains("unreachable"), "{rendered}");
 
     // A port held on the agent host: preflight names that host and port, the others pass.
     sim.ssh_ok(1, &format!("systemd-run --unit=squatter socat TCP-LISTEN:{AGENT_API},fork,reuseaddr EXEC:/bin/true"));

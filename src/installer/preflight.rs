@@ -218,7 +218,7 @@ impl Report {
             let fails = h.checks.iter().filter(|c| c.status == Status::Fail).count();
             let warns = h.checks.iter().filter(|c| c.status == Status::Warn).count();
             let (result, problems) = match &h.error {
-                Some(e) => ("FAILED".to_string(), super::ssh::one_line(e, 200)),
+                Some(_) => ("FAILED".to_string(), probe_failure(h.ssh_error.as_ref()).to_string()),
                 None if fails > 0 => (
                     "FAILED".to_string(),
                     h.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.name).collect::<Vec<_>>().join(", "),
@@ -236,6 +236,11 @@ impl Report {
         }
         let mut out: Vec<String> =
             t.to_string().lines().map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end().to_string()).collect();
+        for h in &self.hosts {
+            if let Some(e) = &h.error {
+                out.push(format!("FAIL {} ssh: {}", h.host, super::ssh::one_line(e, 400)));
+            }
+        }
         for (host, c) in self.problems() {
             let level = if c.status == Status::Fail { "FAIL" } else { "warn" };
             out.push(format!("{level} {host} {}: {}", c.name, c.detail));
@@ -244,6 +249,17 @@ impl Report {
             }
         }
         out.join("\n")
+    }
+}
+
+/// A word for why a host could not be probed (the table's column; the full error follows it).
+fn probe_failure(e: Option<&SshError>) -> &'static str {
+    match e {
+        Some(SshError::Unreachable { .. }) => "unreachable",
+        Some(SshError::AuthFailed { .. }) => "login refused",
+        Some(SshError::HostKey { .. }) => "host key mismatch",
+        Some(SshError::Timeout { .. }) => "timed out",
+        _ => "probe failed",
     }
 }
 
@@ -964,6 +980,45 @@ mod tests {
         let facts = vec![("a".to_string(), Some("m1".to_string()), vec![ip("10.0.0.1")])];
         let checks = cluster_checks(&listed[..2], &facts);
         assert!(checks.iter().all(|c| c.status == Status::Pass), "{checks:#?}");
+    }
+
+    #[test]
+    fn render_names_each_problem_with_its_fix() {
+        let auth = SshError::AuthFailed { host: "b".into(), user: "nobody".into(), detail: "Permission denied".into() };
+        let report = Report {
+            hosts: vec![
+                HostReport {
+                    host: "a".into(),
+                    role: Role::Master,
+                    checks: vec![
+                        Check::pass("os", "Debian"),
+                        Check::fail("ports", "in use: 53/udp (cluster DNS)", "stop it"),
+                    ],
+                    error: None,
+                    ssh_error: None,
+                    elapsed_ms: 1200,
+                    facts: Facts::default(),
+                },
+                HostReport {
+                    host: "b".into(),
+                    role: Role::Agent,
+                    checks: Vec::new(),
+                    error: Some(auth.to_string()),
+                    ssh_error: Some(auth),
+                    elapsed_ms: 300,
+                    facts: Facts::default(),
+                },
+            ],
+            cluster: vec![Check::pass("machine-id", "unique")],
+        };
+        assert!(!report.passed());
+        let text = report.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("a") && lines[1].contains("FAILED") && lines[1].ends_with("ports"), "{text}");
+        assert!(lines[2].starts_with("b") && lines[2].ends_with("login refused"), "{text}");
+        assert!(lines[3].starts_with("FAIL b ssh: b refused the login as \"nobody\""), "{text}");
+        assert_eq!(lines[4], "FAIL a ports: in use: 53/udp (cluster DNS)");
+        assert_eq!(lines[5], "     fix: stop it");
     }
 
     #[test]
