@@ -142,19 +142,25 @@ fn ip(args: &[&str]) -> Result<(), String> {
     run(Command::new("ip").args(args)).map(|_| ())
 }
 
-/// Why simulated hosts cannot run here, if they cannot (tests print it and skip).
+/// Why simulated hosts cannot run here, if they cannot (tests print it and skip): only when
+/// not root. A missing tool is a failure (CI installs them), never a silent skip.
 pub fn unavailable() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("simulated hosts need root (network namespaces, systemd-nspawn)".into());
     }
-    for tool in ["systemd-nspawn", "mmdebstrap", "zstd", "ssh", "ssh-keygen", "ip", "nsenter", "tar"] {
-        if !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file()) {
-            return Some(format!(
+    None
+}
+
+/// Panics naming the package to install when a tool the simulation runs is missing.
+fn require_tools() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in ["systemd-nspawn", "mmdebstrap", "zstd", "ssh", "ssh-keygen", "ip", "nsenter", "tar", "mount"] {
+        if !std::env::split_paths(&path).any(|d| d.join(tool).is_file()) {
+            panic!(
                 "{tool} is missing: apt-get install -y systemd-container mmdebstrap iptables iputils-ping zstd openssh-client"
-            ));
+            );
         }
     }
-    None
 }
 
 /// The cached golden image, built first if needed.
@@ -175,36 +181,35 @@ pub fn golden_image() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/hostsim-image.sh");
     eprintln!("building the simulated hosts' image {} (once; mmdebstrap takes a minute or two)", image.display());
     let start = Instant::now();
+    let log_path = cache.join(format!("build-{key}.log"));
+    let log = std::fs::File::create(&log_path).expect("creating the image build log");
     let mut child = Command::new("bash")
         .arg(&script)
         .arg(&image)
         .arg(PACKAGES.join(","))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
         .spawn()
         .expect("running hostsim-image.sh");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        let mut out = String::new();
-        let mut err = String::new();
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-        let _ = stderr.read_to_string(&mut err);
-        let _ = tx.send(format!("{out}{err}"));
-    });
     loop {
         if let Some(status) = child.try_wait().expect("waiting for hostsim-image.sh") {
-            let output = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-            assert!(status.success(), "building the image failed ({status}):\n{output}");
+            assert!(
+                status.success(),
+                "building the image failed ({status}); {}:\n{}",
+                log_path.display(),
+                tail(&log_path, 30)
+            );
             break;
         }
         if start.elapsed() > IMAGE_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("building the image took longer than {IMAGE_TIMEOUT:?}");
+            panic!(
+                "building the image took longer than {IMAGE_TIMEOUT:?}; {}:\n{}",
+                log_path.display(),
+                tail(&log_path, 30)
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -339,6 +344,7 @@ impl HostSim {
     /// Boots `n` hosts (1..=200) and waits until each one's sshd accepts the run's key.
     pub fn start(n: usize) -> HostSim {
         assert!((1..=200).contains(&n), "HostSim::start: n must be 1..=200, got {n}");
+        require_tools();
         let lower = golden_root(&golden_image());
         let (subnet, lock) = take_subnet();
         let tmp = tempfile::Builder::new().prefix("medos-hostsim-").tempdir().expect("creating the temp dir");
