@@ -13,7 +13,7 @@
 //!   image tasks, cannot sit on an overlay root);
 //! - network: one bridge (`mhsXbr`, `10.77.X.254/24` on this machine) and per host a netns
 //!   (`mhsX-hN`) joined by a veth (`mhsXhN` ↔ `eth0`, `10.77.X.N/24`). `X` is a subnet taken
-//!   with a lock file under `/run/medos-hostsim/`, so concurrent simulations never collide;
+//!   with a `flock` on `/run/medos-hostsim/X.lock`, so concurrent simulations never collide;
 //! - each host runs `systemd-nspawn -b --register=no --keep-unit` from a launcher that first
 //!   moves itself into a cgroup of its own in every hierarchy (`<own cgroup>/mhsX/hN`), since
 //!   all `--keep-unit` hosts would otherwise share one; a supervisor thread boots the host
@@ -22,8 +22,9 @@
 //!   and systemd re-executed, so units' limits are enforced and agents can nest containers.
 //!
 //! `Drop` powers every host off hard (SIGKILL of its PID 1 ends its pid namespace), stops the
-//! launchers, removes the cgroups, netns, veths, bridge and lock, unmounts the roots and
-//! removes the temp dir (after detaching any mount still found below it). Nothing is found or killed by name.
+//! launchers, removes the cgroups, netns, veths and bridge, unmounts the roots, removes the
+//! temp dir (after detaching any mount still found below it) and releases the subnet lock.
+//! Nothing is found or killed by name.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
@@ -109,7 +111,8 @@ pub struct HostSim {
     tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
     subnet: u8,
-    lock: PathBuf,
+    /// Held while the simulation lives; see [`take_subnet`].
+    lock: Option<Flock<std::fs::File>>,
     bridge: String,
     hosts: Vec<Host>,
     machines: Vec<Machine>,
@@ -237,31 +240,25 @@ pub fn golden_root(image: &Path) -> PathBuf {
     root
 }
 
-/// Takes a free `10.77.X.0/24` by creating `/run/medos-hostsim/X.lock` (a lock whose owner
-/// died is taken over).
-fn take_subnet() -> (u8, PathBuf) {
+/// Takes a free `10.77.X.0/24`: an exclusive `flock` on `/run/medos-hostsim/X.lock`, held
+/// as long as the simulation lives (the kernel drops it when the process dies, so a crashed
+/// run never blocks a subnet). Leftovers of a crashed run with the same subnet are removed.
+fn take_subnet() -> (u8, Flock<std::fs::File>) {
     let dir = Path::new("/run/medos-hostsim");
     std::fs::create_dir_all(dir).expect("creating /run/medos-hostsim");
-    let me = std::process::id();
     for x in 1..=250u8 {
-        let lock = dir.join(format!("{x}.lock"));
-        if let Ok(owner) = std::fs::read_to_string(&lock) {
-            let alive = owner.trim().parse::<i32>().is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok());
-            if alive {
-                continue;
-            }
-            let _ = std::fs::remove_file(&lock);
-        }
-        let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&lock);
-        if let Ok(mut f) = created {
-            use std::io::Write;
-            f.write_all(me.to_string().as_bytes()).expect("writing the subnet lock");
-            // A leftover from a crashed run (same names) must not stay in the way.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(format!("{x}.lock")))
+            .expect("opening a subnet lock");
+        if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             let _ = ip(&["link", "del", &format!("mhs{x}br")]);
             return (x, lock);
         }
     }
-    panic!("no free simulated subnet in /run/medos-hostsim (250 in use?)");
+    panic!("no free simulated subnet: all 250 locks in /run/medos-hostsim are held");
 }
 
 /// `(hierarchy mount point, our cgroup path in it)` for every cgroup hierarchy we are in.
@@ -353,7 +350,7 @@ impl HostSim {
             tmp: Some(tmp),
             dir: dir.clone(),
             subnet,
-            lock,
+            lock: Some(lock),
             bridge: format!("mhs{subnet}br"),
             hosts: (1..=n)
                 .map(|i| Host { name: format!("h{i}"), ip: Ipv4Addr::new(10, 77, subnet, i as u8), pid: 0 })
@@ -809,7 +806,6 @@ impl HostSim {
         {
             fail(format!("systemctl daemon-reexec: {e}"));
         }
-        let mut last = String::new();
         loop {
             let out = Command::new("ssh")
                 .arg("-F")
@@ -823,13 +819,12 @@ impl HostSim {
             if out.status.success() {
                 break;
             }
-            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let last = String::from_utf8_lossy(&out.stderr).trim().to_string();
             if start.elapsed() > BOOT_TIMEOUT {
                 fail(format!("sshd did not answer within {BOOT_TIMEOUT:?}; last ssh error: {last}"));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = last;
     }
 }
 
@@ -957,7 +952,7 @@ impl Drop for HostSim {
         if let Err(e) = ip(&["link", "del", &self.bridge]) {
             eprintln!("hostsim cleanup: {e}");
         }
-        let _ = std::fs::remove_file(&self.lock);
+        // Released last: the names derived from the subnet are all gone by now.
         for root in self.mounts.drain(..) {
             if let Err(e) = run(Command::new("umount").arg(&root)) {
                 eprintln!("hostsim cleanup: {e}");
@@ -972,6 +967,7 @@ impl Drop for HostSim {
             eprintln!("keeping {}", tmp.keep().display());
         }
         drop(self.tmp.take());
+        drop(self.lock.take());
         eprintln!("hostsim: cleaned up in {:.1} s", started.elapsed().as_secs_f64());
     }
 }
