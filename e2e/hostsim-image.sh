@@ -33,6 +33,8 @@ case "$out" in
 esac
 tmp="${out%.tar.zst}.partial-$$.tar.zst"
 trap 'rm -f "$tmp"' EXIT
+# The hooks are run by mmdebstrap with the root as $1: the single quotes are meant.
+# shellcheck disable=SC2016
 mmdebstrap --quiet --variant=minbase --include="$packages" \
     --customize-hook='truncate -s 0 "$1/etc/machine-id"' \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
