@@ -1,6 +1,7 @@
 //! Process end-to-end tests (see e2e/README.md): the real `medos` binary, `medos dev`
 //! clusters on loopback, kill -9, restarts, membership changes, bad input, a history
-//! checker for lost and stale writes, and agents running real containers.
+//! checker for lost and stale writes, agents running real containers, and simulated
+//! bare-metal hosts (systemd-nspawn machines with real sshd) for the installer.
 
 mod agents;
 mod bad_input;
@@ -11,9 +12,12 @@ mod durability;
 mod failover;
 mod genconf_master;
 mod history;
+mod hosts;
+mod hostsim;
 mod images;
 mod marathon;
 mod membership;
+mod preflight;
 mod support;
 mod task_io;
 mod workload;

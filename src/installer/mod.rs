@@ -34,8 +34,16 @@
 //! agent joining with a token reports). The default prints the source address of the host's
 //! route to the first master (`ip route get`), i.e. the address this host uses to reach it.
 
+//!
+//! The remote steps: [`ssh`] runs commands and copies files on many hosts in parallel through
+//! the system's OpenSSH client (the user's ssh config, agent, keys and known_hosts apply), with
+//! per-host logs, progress bars and a summary table; [`preflight`] runs the checks on every
+//! host before a deploy, each failure saying how to fix it.
+
 pub mod config;
 pub mod genconf;
+pub mod preflight;
+pub mod ssh;
 
 /// Where things live on an installed host (the units and `install.sh` use the same paths).
 pub mod host {
