@@ -2,9 +2,10 @@
 # Builds medos's release artifacts into OUT_DIR (default: dist/):
 #
 #   medos-VERSION-linux-MACHINE.tar.gz   bin/medos, systemd/*.service, installer/{install.sh,ip-detect},
+#                                        share/medos/universe (the default package repository),
 #                                        SHA256SUMS (sha256sum -c inside the unpacked directory)
 #   medos_VERSION_ARCH.deb               /opt/medos/bin/medos (+ /usr/bin/medos), the units in
-#                                        /lib/systemd/system, /usr/share/medos/installer, and the
+#                                        /lib/systemd/system, /usr/share/medos/{installer,universe}, and the
 #                                        conffile /etc/default/medos; starts nothing by itself
 #   SHA256SUMS                           of both
 #
@@ -49,6 +50,8 @@ install -d -m 0755 "$tree/systemd" "$tree/installer"
 install -m 0644 systemd/*.service "$tree/systemd/"
 install -m 0755 installer/install.sh installer/ip-detect "$tree/installer/"
 install -m 0644 README.md "$tree/README.md"
+# The default package repository (Universe layout).
+mkdir -p "$tree/share/medos" && cp -R universe "$tree/share/medos/universe"
 (cd "$tree" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs sha256sum >"$work/sums")
 mv "$work/sums" "$tree/SHA256SUMS"
 tar --owner=0 --group=0 --numeric-owner --sort=name -czf "$out/$name.tar.gz" -C "$work" "$name"
@@ -60,6 +63,7 @@ install -d -m 0755 "$deb/usr/bin" "$deb/lib/systemd/system" "$deb/usr/share/medo
 ln -s /opt/medos/bin/medos "$deb/usr/bin/medos"
 install -m 0644 systemd/*.service "$deb/lib/systemd/system/"
 install -m 0755 installer/install.sh installer/ip-detect "$deb/usr/share/medos/installer/"
+cp -R universe "$deb/usr/share/medos/universe"
 install -D -m 0644 packaging/deb/medos.default "$deb/etc/default/medos"
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" packaging/deb/control.in >"$deb/DEBIAN/control"
 echo /etc/default/medos >"$deb/DEBIAN/conffiles"

@@ -26,6 +26,36 @@ pub enum ImageCommand {
     /// Forget an image (by name or digest).
     #[command(alias = "rm")]
     Remove { reference: String },
+    /// Write a busybox image archive built from this host's static busybox (Debian's
+    /// `busybox-static`), for clusters without a registry: `sh` and the core utilities, every
+    /// other applet as `busybox APPLET`. Needs no cluster.
+    BuildBusybox {
+        /// The archive to write.
+        file: std::path::PathBuf,
+        /// The image's name.
+        #[arg(long, default_value = "medos/busybox:1")]
+        tag: String,
+        /// `oci` (an OCI image layout) or `docker` (`docker save`).
+        #[arg(long, default_value = "oci", value_parser = ["oci", "docker"])]
+        format: String,
+    },
+}
+
+/// `medos image build-busybox`.
+fn build_busybox(file: &std::path::Path, tag: &str, format: &str, json: bool) -> Result<()> {
+    use crate::image::testing::{ArchiveFormat, BUSYBOX, ImageSpec, busybox_image};
+    if !std::path::Path::new(BUSYBOX).exists() {
+        bail!("{BUSYBOX} is missing: install Debian's busybox-static (apt-get install busybox-static)");
+    }
+    let format = if format == "docker" { ArchiveFormat::DockerSave } else { ArchiveFormat::OciLayout };
+    let built = busybox_image(file, &ImageSpec::new(tag, format))
+        .with_context(|| format!("building the busybox image at {}", file.display()))?;
+    if json {
+        output::json(&serde_json::json!({"file": file, "names": built.names, "config": built.config.to_string()}));
+    } else {
+        eprintln!("wrote {} ({tag}); load it with: medos image load {}", file.display(), file.display());
+    }
+    Ok(())
 }
 
 fn bar(len: u64, message: String) -> ProgressBar {
@@ -44,6 +74,9 @@ fn human(bytes: u64) -> String {
 }
 
 pub async fn run(cmd: ImageCommand, json: bool) -> Result<()> {
+    if let ImageCommand::BuildBusybox { file, tag, format } = &cmd {
+        return build_busybox(file, tag, format, json);
+    }
     let client = Target::resolve()?.client()?;
     match cmd {
         ImageCommand::Load { file, tag } => {
@@ -77,6 +110,7 @@ pub async fn run(cmd: ImageCommand, json: bool) -> Result<()> {
                 output::table(&["name", "manifest", "layers", "size"], rows);
             }
         }
+        ImageCommand::BuildBusybox { .. } => {}
         ImageCommand::Remove { reference } => {
             let removed = client.remove_image(&reference).await?;
             if json {
