@@ -319,6 +319,18 @@ pub fn routes(state: &State) -> Vec<VipRoute> {
     /// Names, apps and backends of one VIP.
     type Entry = (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>);
     let mut table: BTreeMap<(Ipv4Addr, u16), Entry> = BTreeMap::new();
+    // Most clusters' apps have no VIPs: then no task needs looking at (the leader calls this
+    // after every applied change).
+    let with_vips: Vec<(&String, &AppDefinition, Vec<AppVip>)> = state
+        .marathon
+        .apps
+        .iter()
+        .map(|(id, record)| (id, &record.app, app_vips(&record.app)))
+        .filter(|(_, _, vips)| !vips.is_empty())
+        .collect();
+    if with_vips.is_empty() {
+        return vec![];
+    }
     let mut by_app: BTreeMap<&str, Vec<&super::Task>> = BTreeMap::new();
     for task in state.tasks.values() {
         if task.framework_id == FRAMEWORK_ID && task.state == TaskState::TASK_RUNNING && task.kill_grace_ms.is_none() {
@@ -327,10 +339,9 @@ pub fn routes(state: &State) -> Vec<VipRoute> {
             }
         }
     }
-    for (app_id, record) in &state.marathon.apps {
-        let app = &record.app;
+    for (app_id, app, vips) in with_vips {
         let checked = !app.health_checks.is_empty();
-        for vip in app_vips(app) {
+        for vip in vips {
             let Ok(label) = vip.parsed else { continue };
             let (ip, name) = match &label.target {
                 VipTarget::Named(n) => match state.vips.by_name.get(n) {
