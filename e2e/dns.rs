@@ -6,7 +6,8 @@
 //!    its healthy instances, NXDOMAIN for names that do not exist; other names are forwarded
 //!    to the upstream `medos dev --dns-resolver` names (a DNS server the test runs on
 //!    loopback);
-//!    tasks resolve the app's name themselves (their resolv.conf names the masters);
+//!    tasks resolve the app's name themselves (their resolv.conf names the masters) and reach
+//!    it through its VIP by name;
 //! 2. `/service/disco-web/` reaches both instances (each serves its own port number), and so
 //!    does its VIP: `disco-web.marathon.l4lb.thisdcos.directory` resolves on every master, and
 //!    fresh connections to `VIP:8080` from this host are balanced over both instances;
@@ -259,7 +260,12 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
     // domains, so a short app name resolves from inside a task.
     let probe: Value = serde_json::json!({
         "id": "/disco/probe", "cpus": 0.1, "mem": 32, "instances": 1,
-        "cmd": "cp /etc/resolv.conf resolv.txt; until getent hosts web-disco > resolved.tmp; do sleep 0.2; done; mv resolved.tmp resolved.txt; exec sleep 100000"
+        "cmd": format!(
+            "cp /etc/resolv.conf resolv.txt; until getent hosts web-disco > resolved.tmp; do sleep 0.2; done; \
+             mv resolved.tmp resolved.txt; \
+             until python3 -c \"import urllib.request as u; print(u.urlopen('http://{VIP_NAME}:{VIP_PORT}/', timeout=2).read().decode().strip())\" > vip.tmp; \
+             do sleep 0.2; done; mv vip.tmp vip.txt; exec sleep 100000"
+        )
     });
     client.marathon(Method::POST, "/v2/apps", Some(&probe)).await.expect("POST the probe");
     let resolved = eventually("the probe task to resolve web-disco", CONDITION_TIMEOUT, || async {
@@ -271,9 +277,13 @@ async fn names_and_the_service_proxy_follow_an_app_through_restarts_and_failures
         let sandbox = c.agent(host).sandbox(id);
         let resolved = std::fs::read_to_string(sandbox.join("resolved.txt")).map_err(|e| e.to_string())?;
         let resolv = std::fs::read_to_string(sandbox.join("resolv.txt")).map_err(|e| e.to_string())?;
-        Ok((resolved, resolv))
+        let through_vip = std::fs::read_to_string(sandbox.join("vip.txt")).map_err(|e| e.to_string())?;
+        Ok((resolved, resolv, through_vip))
     })
     .await;
+    // A task reaches the app through its VIP, by name, like any client on an agent host.
+    let vip_port: u16 = resolved.2.trim().parse().unwrap_or_else(|e| panic!("{:?} through the VIP: {e}", resolved.2));
+    assert!(ports(&first).contains(&vip_port), "the task reached {vip_port} through the VIP; instances {first:?}");
     assert!(resolved.0.starts_with("127.0.0.1"), "getent answer: {}", resolved.0);
     for server in &dns {
         let ip = server.rsplit_once(':').unwrap().0;
