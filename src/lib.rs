@@ -13,5 +13,6 @@ pub mod dev;
 pub mod dns;
 pub mod image;
 pub mod master;
+pub mod packages;
 pub mod pki;
 pub mod process;
