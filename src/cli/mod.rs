@@ -15,6 +15,7 @@ pub mod marathon;
 pub mod master;
 pub mod node;
 pub mod output;
+pub mod package;
 pub mod service;
 pub mod task;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Look cluster names up (Mesos-DNS's answers): A, AAAA, SRV.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// Packages from Universe repositories: search, describe, install, uninstall, list, repos.
+    #[command(subcommand)]
+    Package(package::PackageCommand),
     /// Marathon apps with their DNS names, SRV names and /service paths.
     #[command(subcommand)]
     Service(service::ServiceCommand),
