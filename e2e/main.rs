@@ -13,6 +13,7 @@ mod history;
 mod images;
 mod marathon;
 mod membership;
+mod packages;
 mod support;
 mod task_io;
 mod workload;
