@@ -31,7 +31,11 @@ async fn package_installs_with_options_runs_lists_and_uninstalls() {
     std::fs::write(&bad, r#"{"proxy": {"port": 0}}"#).unwrap();
     let refused = c.cli(&["package", "install", "web-proxy", "--options", bad.to_str().unwrap(), "--yes"]).await;
     assert!(!refused.status.success(), "install with bad options succeeded: {}", refused.stdout_text());
-    assert!(refused.stderr.contains("bad-options.json") && refused.stderr.contains("/proxy/port"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("bad-options.json") && refused.stderr.contains("/proxy/port"),
+        "{}",
+        refused.stderr
+    );
     let apps = client.marathon(Method::GET, "/v2/apps", None).await.unwrap();
     assert_eq!(apps["apps"], Value::Array(vec![]), "nothing installed");
 
@@ -51,11 +55,7 @@ async fn package_installs_with_options_runs_lists_and_uninstalls() {
         async move {
             let app = client.marathon(Method::GET, "/v2/apps/e2e/proxy", None).await.map_err(|e| e.to_string())?;
             let tasks = app["app"]["tasks"].as_array().cloned().unwrap_or_default();
-            if tasks.iter().any(|t| t["state"] == "TASK_RUNNING") {
-                Ok(())
-            } else {
-                Err(format!("tasks: {tasks:?}"))
-            }
+            if tasks.iter().any(|t| t["state"] == "TASK_RUNNING") { Ok(()) } else { Err(format!("tasks: {tasks:?}")) }
         }
     })
     .await;

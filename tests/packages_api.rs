@@ -39,13 +39,7 @@ fn cosmos_error(e: ClientError) -> (u16, String, String) {
 /// POSTs raw JSON to a Cosmos path with the given media types; status, content type, body.
 async fn post(client: &Client, path: &str, content_type: &str, accept: &str, body: Value) -> (u16, String, Value) {
     let resp = client
-        .send_with(
-            Method::POST,
-            path,
-            Some(reqwest::Body::from(body.to_string())),
-            Some(content_type),
-            Some(accept),
-        )
+        .send_with(Method::POST, path, Some(reqwest::Body::from(body.to_string())), Some(content_type), Some(accept))
         .await
         .unwrap();
     let status = resp.status().as_u16();
@@ -103,11 +97,10 @@ async fn packages_install_run_list_and_uninstall() {
         }
     }
     client.package_repo_upload("index", &index, None).await.unwrap();
-    assert_eq!(client.package_describe("hello", None).await.unwrap().description, repo.packages
-        .iter()
-        .find(|p| p.name == "hello" && p.version == "1.1.0")
-        .unwrap()
-        .description);
+    assert_eq!(
+        client.package_describe("hello", None).await.unwrap().description,
+        repo.packages.iter().find(|p| p.name == "hello" && p.version == "1.1.0").unwrap().description
+    );
     // Same name again: 409; index out of range: 400; nothing changed.
     let (status, kind, _) = cosmos_error(client.package_repo_upload("index", &index, None).await.unwrap_err());
     assert_eq!((status, kind.as_str()), (409, "RepositoryAlreadyPresent"));
@@ -178,7 +171,8 @@ async fn packages_install_run_list_and_uninstall() {
     assert_eq!(status, 400);
     assert_eq!(ctype, "application/vnd.dcos.package.error+json;charset=utf-8;version=v1");
     assert_eq!(body["type"], "JsonSchemaMismatch");
-    let paths: Vec<&str> = body["data"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> =
+        body["data"]["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert!(paths.contains(&"/service/cpus") && paths.contains(&"/service/mode"), "{body}");
     assert!(body["message"].as_str().unwrap().contains("/service/cpus"));
     // Unknown package and version.

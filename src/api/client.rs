@@ -471,8 +471,9 @@ impl Client {
         body: &serde_json::Value,
     ) -> Result<T, ClientError> {
         let bytes = serde_json::to_vec(body).expect("JSON serialises");
-        let resp =
-            self.send_with(Method::POST, path, Some(reqwest::Body::from(bytes)), Some(content_type), Some(accept)).await?;
+        let resp = self
+            .send_with(Method::POST, path, Some(reqwest::Body::from(bytes)), Some(content_type), Some(accept))
+            .await?;
         let url = resp.url().to_string();
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Request { url: url.clone(), detail: describe(&e) })?;
@@ -523,7 +524,8 @@ impl Client {
         }
         let r: serde_json::Value = self.cosmos("describe", "v3", &body).await?;
         let url = format!("{}/package/describe", self.urls.first().cloned().unwrap_or_default());
-        let package = r.get("package").ok_or_else(|| ClientError::Decode { url: url.clone(), detail: "no `package`".into() })?;
+        let package =
+            r.get("package").ok_or_else(|| ClientError::Decode { url: url.clone(), detail: "no `package`".into() })?;
         crate::core::packages::Package::from_json(package)
             .map_err(|(field, message)| ClientError::Decode { url, detail: format!("package.{field}: {message}") })
     }
@@ -623,7 +625,11 @@ impl Client {
         Ok(r.packages)
     }
 
-    async fn repos(&self, op: &str, body: &serde_json::Value) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
+    async fn repos(
+        &self,
+        op: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
         #[derive(serde::Deserialize)]
         struct R {
             repositories: Vec<crate::core::packages::RepoSource>,

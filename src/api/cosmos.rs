@@ -104,30 +104,23 @@ impl From<PackageError> for CosmosError {
     fn from(e: PackageError) -> Self {
         let message = e.to_string();
         match e {
-            PackageError::PackageNotFound(name) => CosmosError::bad(
-                "PackageNotFound",
-                format!("Package [{name}] not found"),
-                json!({"packageName": name}),
-            ),
+            PackageError::PackageNotFound(name) => {
+                CosmosError::bad("PackageNotFound", format!("Package [{name}] not found"), json!({"packageName": name}))
+            }
             PackageError::VersionNotFound { name, version } => CosmosError::bad(
                 "VersionNotFound",
                 format!("Version [{version}] of package [{name}] not found"),
                 json!({"packageName": name, "packageVersion": version}),
             ),
-            PackageError::RepoNameExists(name) => CosmosError::new(
-                StatusCode::CONFLICT,
-                "RepositoryAlreadyPresent",
-                message,
-                Some(json!({"name": name})),
-            ),
+            PackageError::RepoNameExists(name) => {
+                CosmosError::new(StatusCode::CONFLICT, "RepositoryAlreadyPresent", message, Some(json!({"name": name})))
+            }
             PackageError::RepoUriExists(uri) => {
                 CosmosError::new(StatusCode::CONFLICT, "RepositoryAlreadyPresent", message, Some(json!({"uri": uri})))
             }
-            PackageError::RepoIndexOutOfRange { index, len } => CosmosError::bad(
-                "RepositoryAddIndexOutOfBounds",
-                message,
-                json!({"attempted": index, "max": len}),
-            ),
+            PackageError::RepoIndexOutOfRange { index, len } => {
+                CosmosError::bad("RepositoryAddIndexOutOfBounds", message, json!({"attempted": index, "max": len}))
+            }
             PackageError::RepoNotFound(which) => {
                 CosmosError::bad("RepositoryNotPresent", message, json!({"name": which}))
             }
@@ -215,22 +208,16 @@ struct Op {
 const SEARCH: Op = Op { request: "package.search-request", response: "package.search-response", versions: &["v1"] };
 const DESCRIBE: Op =
     Op { request: "package.describe-request", response: "package.describe-response", versions: &["v1", "v2", "v3"] };
-const LIST_VERSIONS: Op = Op {
-    request: "package.list-versions-request",
-    response: "package.list-versions-response",
-    versions: &["v1"],
-};
+const LIST_VERSIONS: Op =
+    Op { request: "package.list-versions-request", response: "package.list-versions-response", versions: &["v1"] };
 const RENDER: Op = Op { request: "package.render-request", response: "package.render-response", versions: &["v1"] };
 const INSTALL: Op =
     Op { request: "package.install-request", response: "package.install-response", versions: &["v1", "v2"] };
 const UNINSTALL: Op =
     Op { request: "package.uninstall-request", response: "package.uninstall-response", versions: &["v1"] };
 const LIST: Op = Op { request: "package.list-request", response: "package.list-response", versions: &["v1"] };
-const REPO_LIST: Op = Op {
-    request: "package.repository.list-request",
-    response: "package.repository.list-response",
-    versions: &["v1"],
-};
+const REPO_LIST: Op =
+    Op { request: "package.repository.list-request", response: "package.repository.list-response", versions: &["v1"] };
 const REPO_ADD: Op =
     Op { request: "package.repository.add-request", response: "package.repository.add-response", versions: &["v1"] };
 const REPO_DELETE: Op = Op {
@@ -244,9 +231,10 @@ const ADD: Op = Op { request: "universe.package", response: "package.add-respons
 fn media(text: &str) -> (String, Option<String>) {
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let version = parts.filter_map(|p| p.split_once('=')).find(|(k, _)| k.trim().eq_ignore_ascii_case("version")).map(
-        |(_, v)| v.trim().trim_matches('"').to_ascii_lowercase(),
-    );
+    let version = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("version"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase());
     (essence, version)
 }
 
@@ -274,7 +262,9 @@ impl Op {
                 "Unsupported Content-Type [{text}]: expected application/json or {};charset=utf-8;version=v1",
                 self.request_essence()
             ),
-            Some(json!({"supported": [format!("{};charset=utf-8;version=v1", self.request_essence()), "application/json"], "found": text})),
+            Some(
+                json!({"supported": [format!("{};charset=utf-8;version=v1", self.request_essence()), "application/json"], "found": text}),
+            ),
         ))
     }
 
@@ -295,8 +285,11 @@ impl Op {
             }
         }
         if named {
-            let supported: Vec<String> =
-                self.versions.iter().map(|v| format!("{};charset=utf-8;version={v}", self.response_essence())).collect();
+            let supported: Vec<String> = self
+                .versions
+                .iter()
+                .map(|v| format!("{};charset=utf-8;version={v}", self.response_essence()))
+                .collect();
             return Err(CosmosError::new(
                 StatusCode::NOT_ACCEPTABLE,
                 "NotAcceptable",
@@ -339,13 +332,7 @@ async fn repositories(master: &Master) -> Result<Vec<(String, Arc<Repository>)>,
     master.read_barrier().await?;
     let sources: Vec<(RepoSource, Option<Repository>)> = {
         let state = master.state.read().expect("state lock");
-        state
-            .packages
-            .repos
-            .repos
-            .iter()
-            .map(|r| (r.clone(), state.packages.content.get(&r.name).cloned()))
-            .collect()
+        state.packages.repos.repos.iter().map(|r| (r.clone(), state.packages.content.get(&r.name).cloned())).collect()
     };
     let mut out = Vec::with_capacity(sources.len());
     for (source, content) in sources {
@@ -510,11 +497,11 @@ async fn install(State(master): State<Arc<Master>>, headers: HeaderMap, body: By
     let rendered = render_app(package, &options, source, request.app_id.as_deref())
         .map_err(|e| render_error(e, &package.name, &package.version))?;
     let shown_id = rendered.app.get("id").and_then(Value::as_str).unwrap_or("").to_string();
-    let app = parse_app(&rendered.app, &PathId::root()).map_err(|e| marathon_error(MarathonError::Invalid(e), &shown_id))?;
+    let app =
+        parse_app(&rendered.app, &PathId::root()).map_err(|e| marathon_error(MarathonError::Invalid(e), &shown_id))?;
     let app_id = app.id.to_string();
-    let (app_id, deployment_id) = super::marathon::apps::create_app(&master, app, false)
-        .await
-        .map_err(|e| marathon_error(e, &app_id))?;
+    let (app_id, deployment_id) =
+        super::marathon::apps::create_app(&master, app, false).await.map_err(|e| marathon_error(e, &app_id))?;
     tracing::info!(package = %package.name, version = %package.version, app_id, deployment_id, "package installed");
     let mut body = json!({"packageName": package.name, "packageVersion": package.version, "appId": app_id});
     if version == "v2"
@@ -705,7 +692,11 @@ fn repos_body(repositories: &[RepoSource]) -> Value {
     json!({ "repositories": repositories })
 }
 
-async fn repo_list(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
+async fn repo_list(
+    State(master): State<Arc<Master>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, CosmosError> {
     REPO_LIST.check_request(&headers)?;
     let version = REPO_LIST.response_version(&headers)?;
     let _: Map<String, Value> = parse(&body)?;
@@ -743,7 +734,10 @@ async fn repo_add(State(master): State<Arc<Master>>, headers: HeaderMap, body: B
         (Some(_), Some(uri)) => {
             return Err(CosmosError::bad(
                 "MalformedRequest",
-                format!("uri: a repository with content is held by the cluster as {:?}; got {uri:?}", cluster_uri(&request.name)),
+                format!(
+                    "uri: a repository with content is held by the cluster as {:?}; got {uri:?}",
+                    cluster_uri(&request.name)
+                ),
                 json!({"field": "uri"}),
             ));
         }
@@ -757,7 +751,9 @@ async fn repo_add(State(master): State<Arc<Master>>, headers: HeaderMap, body: B
         (None, Some(uri)) => {
             return Err(CosmosError::bad(
                 "UnsupportedRepositoryUri",
-                format!("uri: {uri:?} is not an http:// or https:// URL (upload files and directories with `medos package repo add`)"),
+                format!(
+                    "uri: {uri:?} is not an http:// or https:// URL (upload files and directories with `medos package repo add`)"
+                ),
                 json!({"uri": uri}),
             ));
         }
@@ -775,7 +771,9 @@ async fn repo_add(State(master): State<Arc<Master>>, headers: HeaderMap, body: B
             return Err(CosmosError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RepositoryTooLarge",
-                format!("content: the repository index is {size} bytes; the cluster stores at most {MAX_REPO_BYTES} bytes (8 MiB)"),
+                format!(
+                    "content: the repository index is {size} bytes; the cluster stores at most {MAX_REPO_BYTES} bytes (8 MiB)"
+                ),
                 Some(json!({"size": size, "max": MAX_REPO_BYTES})),
             ));
         }
@@ -794,7 +792,9 @@ async fn repo_add(State(master): State<Arc<Master>>, headers: HeaderMap, body: B
             Ok(REPO_ADD.respond(version, repos_body(&repositories)))
         }
         CoreResponse::Rejected { message } => Err(rejected("RepositoryInvalid", message)),
-        other => Err(CosmosError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected {other:?}"), None)),
+        other => {
+            Err(CosmosError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected {other:?}"), None))
+        }
     }
 }
 
@@ -830,7 +830,9 @@ async fn repo_delete(
             Err(CosmosError::bad("RepositoryNotPresent", message, json!({"name": which})))
         }
         CoreResponse::Rejected { message } => Err(rejected("RepositoryInvalid", message)),
-        other => Err(CosmosError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected {other:?}"), None)),
+        other => {
+            Err(CosmosError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected {other:?}"), None))
+        }
     }
 }
 
@@ -855,7 +857,9 @@ async fn add(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes)
             Ok(ADD.respond(version, added))
         }
         CoreResponse::Rejected { message } => Err(CosmosError::bad("InvalidPackage", message, json!({}))),
-        other => Err(CosmosError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected {other:?}"), None)),
+        other => {
+            Err(CosmosError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal", format!("unexpected {other:?}"), None))
+        }
     }
 }
 
@@ -874,7 +878,10 @@ mod tests {
             ),
         );
         assert_eq!(DESCRIBE.response_version(&h).unwrap(), "v3");
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.dcos.package.search-response+json;version=v2"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/vnd.dcos.package.search-response+json;version=v2"),
+        );
         assert_eq!(SEARCH.response_version(&h).unwrap_err().status, StatusCode::NOT_ACCEPTABLE);
         h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         assert_eq!(INSTALL.response_version(&h).unwrap(), "v1");

@@ -21,9 +21,7 @@ use crate::core::packages::state::is_url;
 pub enum PackageCommand {
     /// Packages in the configured repositories whose name, description or tags match QUERY
     /// (`*` is a wildcard); all without one.
-    Search {
-        query: Option<String>,
-    },
+    Search { query: Option<String> },
     /// A package's details (newest release unless --package-version), its options schema
     /// (--config), its Marathon template (--app), or the app it renders to (--render).
     Describe(DescribeArgs),
@@ -37,9 +35,7 @@ pub enum PackageCommand {
         app_id: Option<String>,
     },
     /// Every version of a package with its release number.
-    ListVersions {
-        name: String,
-    },
+    ListVersions { name: String },
     /// Installs a package as a Marathon app, with options from a JSON file.
     Install(InstallArgs),
     /// Removes an installed package's app (one, --app-id, or --all of them).
@@ -137,8 +133,8 @@ pub async fn run(cmd: PackageCommand, json: bool) -> Result<()> {
 /// Reads an options file: a JSON object. Errors name the file.
 pub fn read_options(path: &Path) -> Result<Map<String, Value>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read the options file {}", path.display()))?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow!("options file {}: not valid JSON: {e}", path.display()))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| anyhow!("options file {}: not valid JSON: {e}", path.display()))?;
     match value {
         Value::Object(map) => Ok(map),
         other => bail!("options file {}: expected a JSON object of options, got {}", path.display(), kind(&other)),
@@ -159,7 +155,9 @@ fn kind(v: &Value) -> &'static str {
 /// Adds the options file to errors about options (which name the option paths).
 fn options_context(e: ClientError, file: Option<&Path>) -> anyhow::Error {
     match (&e, file) {
-        (ClientError::Api { body, .. }, Some(file)) if body.code == "JsonSchemaMismatch" || body.code == "OptionsNotAllowed" => {
+        (ClientError::Api { body, .. }, Some(file))
+            if body.code == "JsonSchemaMismatch" || body.code == "OptionsNotAllowed" =>
+        {
             anyhow!("options file {}: {}", file.display(), body.message)
         }
         _ => e.into(),

@@ -14,8 +14,8 @@
 //! Pure: the state calls [`State::sync_vips`] after every change to apps; [`routes`] is what
 //! the leader sends agents.
 
-use std::collections::{BTreeMap, BTreeSet};
 use ::core::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 

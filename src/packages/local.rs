@@ -16,7 +16,9 @@ pub enum LocalError {
     Io { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Bad { path: PathBuf, source: crate::core::packages::PackageError },
-    #[error("{path}: the repository is {size} bytes of JSON; the cluster stores at most {MAX_REPO_BYTES} bytes (8 MiB)")]
+    #[error(
+        "{path}: the repository is {size} bytes of JSON; the cluster stores at most {MAX_REPO_BYTES} bytes (8 MiB)"
+    )]
     TooLarge { path: PathBuf, size: usize },
 }
 
@@ -40,7 +42,8 @@ pub fn read_repository(path: &Path) -> Result<(Repository, Value), LocalError> {
                 message: "no packages/<LETTER>/<name>/<release>/package.json files: not a Universe directory".into(),
             });
         }
-        Repository::from_universe_layout(&files).map_err(|source| LocalError::Bad { path: path.to_path_buf(), source })?
+        Repository::from_universe_layout(&files)
+            .map_err(|source| LocalError::Bad { path: path.to_path_buf(), source })?
     } else {
         if meta.len() > MAX_REPO_BYTES as u64 {
             return Err(LocalError::TooLarge { path: path.to_path_buf(), size: meta.len() as usize });

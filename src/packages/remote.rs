@@ -54,7 +54,12 @@ impl RemoteRepos {
         }
         let started = Instant::now();
         let repo = Arc::new(self.fetch(url).await.map_err(|message| FetchError { url: url.to_string(), message })?);
-        tracing::info!(url, packages = repo.packages.len(), ms = started.elapsed().as_millis() as u64, "fetched package repository");
+        tracing::info!(
+            url,
+            packages = repo.packages.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "fetched package repository"
+        );
         self.cache.lock().expect("cache lock").insert(url.to_string(), (Instant::now(), repo.clone()));
         Ok(repo)
     }

@@ -203,7 +203,11 @@ fn stamp(app: &mut AppDefinition, version: &str, previous: Option<&AppDefinition
 /// Creates a parsed app as one deployment, refusing an id that an app (or a group with
 /// content) has; answers the app's id and the deployment id. `POST /v2/apps` and package
 /// installs both create apps through here.
-pub async fn create_app(master: &Master, mut app: AppDefinition, force: bool) -> Result<(String, String), MarathonError> {
+pub async fn create_app(
+    master: &Master,
+    mut app: AppDefinition,
+    force: bool,
+) -> Result<(String, String), MarathonError> {
     master.read_barrier().await?;
     {
         let state = master.state.read().expect("state lock");
