@@ -391,3 +391,50 @@ async fn url_repositories_are_fetched_with_verified_tls() {
     let (_, kind, _) = cosmos_error(client.package_repo_remove("plain").await.unwrap_err());
     assert_eq!(kind, "RepositoryNotPresent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_master_serves_the_same_repositories_and_the_size_is_capped() {
+    let cluster = TestCluster::start(3, fast_tuning()).await;
+    let (m1, m2, m3) = (cluster.client("m1").await, cluster.client("m2").await, cluster.client("m3").await);
+    let (_, doc) = medos::packages::local::read_repository(&data().join("universe")).unwrap();
+    m1.package_repo_upload("universe", &doc, None).await.unwrap();
+    m2.package_add(&json!({
+        "packagingVersion": "3.0", "name": "extra", "version": "2.0", "maintainer": "m@example.com",
+        "description": "added through another master", "tags": ["extra"],
+    }))
+    .await
+    .unwrap();
+    for client in [&m1, &m2, &m3] {
+        let names: Vec<String> = client.package_search(None).await.unwrap().into_iter().map(|r| r.name).collect();
+        assert!(names.contains(&"extra".to_string()) && names.contains(&"hello".to_string()), "{names:?}");
+        let repos: Vec<String> = client.package_repo_list().await.unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(repos, ["universe", "local"]);
+    }
+    // A second package of the same name gets the next release number.
+    let again = m3
+        .package_add(&json!({
+            "packagingVersion": "4.0", "name": "extra", "version": "2.1", "maintainer": "m@example.com",
+            "description": "newer", "tags": [],
+        }))
+        .await
+        .unwrap();
+    assert_eq!(again["releaseVersion"], 1);
+    assert_eq!(m1.package_describe("extra", None).await.unwrap().version, "2.1");
+
+    // Over 8 MiB of index: refused with the size, nothing added.
+    let huge = json!({"packages": [{
+        "packagingVersion": "4.0", "name": "huge", "version": "1", "releaseVersion": 0,
+        "maintainer": "m@example.com", "description": "x".repeat(8 * 1024 * 1024 + 10), "tags": [],
+    }]});
+    let (status, kind, message) = cosmos_error(m2.package_repo_upload("huge", &huge, None).await.unwrap_err());
+    assert_eq!((status, kind.as_str()), (413, "RepositoryTooLarge"));
+    assert!(message.contains("8 MiB"), "{message}");
+    assert_eq!(m1.package_repo_list().await.unwrap().len(), 2);
+    // A large index within the cap goes through the followers' forwarding too.
+    let big = json!({"packages": [{
+        "packagingVersion": "4.0", "name": "big", "version": "1", "releaseVersion": 0,
+        "maintainer": "m@example.com", "description": "x".repeat(6 * 1024 * 1024), "tags": [],
+    }]});
+    m3.package_repo_upload("big", &big, None).await.unwrap();
+    assert_eq!(m1.package_describe("big", None).await.unwrap().description.len(), 6 * 1024 * 1024);
+}
