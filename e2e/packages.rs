@@ -69,6 +69,22 @@ async fn package_installs_with_options_runs_lists_and_uninstalls() {
     let table = c.cli(&["package", "list"]).await.success("medos package list").stdout_text();
     assert!(table.contains("web-proxy") && table.contains("/e2e/proxy"), "{table}");
 
+    // The other read commands, and no silent removal without --yes and without a terminal.
+    let schema = c.cli(&["package", "describe", "web-proxy", "--config"]).await.success("describe --config").json();
+    assert_eq!(schema["properties"]["proxy"]["properties"]["port"]["default"], 80, "{schema}");
+    let template = c.cli(&["package", "describe", "web-proxy", "--app"]).await.success("describe --app").stdout_text();
+    assert!(template.contains("{{proxy.command}}"), "{template}");
+    let versions = c.cli(&["package", "list-versions", "hello"]).await.success("list-versions").stdout_text();
+    assert!(versions.contains("1.0.0") && versions.contains("1.1.0"), "{versions}");
+    let rendered = c
+        .cli(&["package", "render", "web-proxy", "--options", options.to_str().unwrap()])
+        .await
+        .success("medos package render")
+        .json();
+    assert_eq!(rendered["id"], "/e2e/proxy", "{rendered}");
+    let asked = c.cli(&["package", "uninstall", "web-proxy"]).await;
+    assert!(!asked.status.success() && asked.stderr.contains("--yes"), "{}", asked.stderr);
+
     let out = c.cli(&["package", "uninstall", "web-proxy", "--yes"]).await.success("medos package uninstall");
     let text = out.stdout_text();
     assert!(text.contains("Uninstalled package web-proxy version 0.9 (removed Marathon app /e2e/proxy)"), "{text}");
