@@ -293,6 +293,11 @@ fn base64(text: &str) -> String {
 
 /// Serves `body` for every request over plain TCP or TLS (HTTP/1.1, one request a connection).
 async fn serve(body: Vec<u8>, status: &'static str, tls: Option<(String, String)>) -> String {
+    serve_with(body, status, tls, String::new()).await
+}
+
+/// [`serve`] with more header lines (each ending in `\r\n`).
+async fn serve_with(body: Vec<u8>, status: &'static str, tls: Option<(String, String)>, headers: String) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -310,6 +315,7 @@ async fn serve(body: Vec<u8>, status: &'static str, tls: Option<(String, String)
             let Ok((stream, _)) = listener.accept().await else { return };
             let acceptor = acceptor.clone();
             let body = body.clone();
+            let headers = headers.clone();
             tokio::spawn(async move {
                 let response = |mut s: Box<dyn Stream>| async move {
                     let mut buf = vec![0u8; 8192];
@@ -321,7 +327,7 @@ async fn serve(body: Vec<u8>, status: &'static str, tls: Option<(String, String)
                         }
                     }
                     let head = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: application/vnd.dcos.universe.repo+json;charset=utf-8;version=v4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        "HTTP/1.1 {status}\r\ncontent-type: application/vnd.dcos.universe.repo+json;charset=utf-8;version=v4\r\ncontent-length: {}\r\n{headers}connection: close\r\n\r\n",
                         body.len()
                     );
                     let _ = s.write_all(head.as_bytes()).await;
@@ -373,6 +379,17 @@ async fn url_repositories_are_fetched_with_verified_tls() {
     assert_eq!((status, kind.as_str()), (400, "RepositoryUriConnection"));
     assert!(message.contains(&rogue), "{message}");
     assert!(message.to_lowercase().contains("certificate"), "{message}");
+
+    // Redirects: followed from http to https, never from https down to http.
+    let up = serve_with(Vec::new(), "302 Found", None, format!("location: {https}\r\n")).await;
+    client.package_repo_add("up", &up, None).await.unwrap();
+    client.package_repo_remove("up").await.unwrap();
+    let down =
+        serve_with(Vec::new(), "302 Found", Some(cluster.issue_server_pem("down")), format!("location: {http}\r\n"))
+            .await;
+    let (_, kind, message) = cosmos_error(client.package_repo_add("down", &down, None).await.unwrap_err());
+    assert_eq!(kind, "RepositoryUriConnection");
+    assert!(message.contains(&down) && message.contains("redirect"), "{message}");
 
     // A 404, an index that is not one, a URI that is not a URL.
     let missing = serve(b"nothing here".to_vec(), "404 Not Found", None).await;

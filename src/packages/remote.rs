@@ -60,7 +60,10 @@ impl RemoteRepos {
             ms = started.elapsed().as_millis() as u64,
             "fetched package repository"
         );
-        self.cache.lock().expect("cache lock").insert(url.to_string(), (Instant::now(), repo.clone()));
+        let mut cache = self.cache.lock().expect("cache lock");
+        // Expired entries (of removed repositories, say) go whenever a fetch lands.
+        cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+        cache.insert(url.to_string(), (Instant::now(), repo.clone()));
         Ok(repo)
     }
 
@@ -110,6 +113,19 @@ fn build_client(ca_pem: &[u8]) -> Result<reqwest::Client, String> {
         .use_preconfigured_tls(tls)
         .connect_timeout(Duration::from_secs(5))
         .timeout(TIMEOUT)
+        // Redirects are followed (at most 5), never from https to plain http.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade =
+                attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https");
+            if downgrade {
+                let to = attempt.url().to_string();
+                attempt.error(format!("refusing a redirect from https to {to}"))
+            } else if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else {
+                attempt.follow()
+            }
+        }))
         .user_agent(concat!("medos/", env!("CARGO_PKG_VERSION"), " (package manager)"))
         .build()
         .map_err(|e| e.to_string())
