@@ -105,7 +105,7 @@ async fn packages_install_run_list_and_uninstall() {
     let (status, kind, _) = cosmos_error(client.package_repo_upload("index", &index, None).await.unwrap_err());
     assert_eq!((status, kind.as_str()), (409, "RepositoryAlreadyPresent"));
     let (status, kind, _) = cosmos_error(client.package_repo_upload("other", &index, Some(7)).await.unwrap_err());
-    assert_eq!((status, kind.as_str()), (400, "RepositoryInvalid"));
+    assert_eq!((status, kind.as_str()), (400, "RepositoryAddIndexOutOfBounds"));
     assert_eq!(client.package_repo_list().await.unwrap().len(), 2);
     // Reorder: the index first now wins.
     client.package_repo_remove("index").await.unwrap();

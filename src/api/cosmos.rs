@@ -442,10 +442,8 @@ async fn describe(State(master): State<Arc<Master>>, headers: HeaderMap, body: B
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListVersionsRequest {
+    /// (`includePackageVersions` changes nothing: the versions are always listed.)
     package_name: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    include_package_versions: bool,
 }
 
 async fn list_versions(
@@ -719,9 +717,11 @@ struct RepoAddRequest {
 
 /// Turns a refused package command into an error: the state's message, with the field it names.
 fn rejected(kind: &'static str, message: String) -> CosmosError {
-    let status = if message.contains("already in the list") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-    let kind = if status == StatusCode::CONFLICT { "RepositoryAlreadyPresent" } else { kind };
-    CosmosError::new(status, kind, message, Some(json!({})))
+    if message.contains("already in the list") {
+        return CosmosError::new(StatusCode::CONFLICT, "RepositoryAlreadyPresent", message, Some(json!({})));
+    }
+    let kind = if message.contains("out of range") { "RepositoryAddIndexOutOfBounds" } else { kind };
+    CosmosError::new(StatusCode::BAD_REQUEST, kind, message, Some(json!({})))
 }
 
 async fn repo_add(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
