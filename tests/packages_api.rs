@@ -398,7 +398,7 @@ async fn url_repositories_are_fetched_with_verified_tls() {
     let junk = serve(br#"{"packages": [{"packagingVersion": "9.0"}]}"#.to_vec(), "200 OK", None).await;
     let (_, _, message) = cosmos_error(client.package_repo_add("junk", &junk, None).await.unwrap_err());
     assert!(message.contains(&junk) && message.contains("packagingVersion"), "{message}");
-    let (status, kind, _) = cosmos_error(client.package_repo_add("file", "/srv/repo.json", None).await.unwrap_err());
+    let (status, kind, _) = cosmos_error(client.package_repo_add("file", "./repo.json", None).await.unwrap_err());
     assert_eq!((status, kind.as_str()), (400, "UnsupportedRepositoryUri"));
     let names: Vec<String> = client.package_repo_list().await.unwrap().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["secure", "plain"]);

@@ -187,7 +187,7 @@ mod tests {
         let mut s = PackageState::default();
         let content = json!({"packages": [package("foo", "1")]});
         assert!(s.add_repo("up", "cluster:other", None, Some(&content)).unwrap_err().contains("uri"));
-        assert!(s.add_repo("up", "/tmp/x", None, None).unwrap_err().contains("not an http"));
+        assert!(s.add_repo("up", "repo.json", None, None).unwrap_err().contains("not an http"));
         assert!(s.add_repo("bad name", "https://x", None, None).unwrap_err().contains("spaces"));
         let broken = json!({"packages": [{"name": "foo"}]});
         assert!(s.add_repo("up", "cluster:up", None, Some(&broken)).unwrap_err().contains("packagingVersion"));
