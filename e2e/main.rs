@@ -17,6 +17,8 @@ mod hostsim;
 mod images;
 mod marathon;
 mod membership;
+mod packages;
+mod packages_bundle;
 mod preflight;
 mod support;
 mod task_io;

@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Node(cmd) => medos::cli::node::run(cmd, json).await,
         Command::Dns(cmd) => medos::cli::dns::run(cmd, json).await,
         Command::Service(cmd) => medos::cli::service::run(cmd, json).await,
+        Command::Package(cmd) => medos::cli::package::run(cmd, json).await,
         Command::Task(cmd) => return medos::cli::task::run(cmd, json).await,
         Command::App(cmd) => return medos::cli::marathon::app::run(cmd, json).await,
         Command::Group(cmd) => return medos::cli::marathon::group::run(cmd, json).await,

@@ -3,6 +3,7 @@
 //! It knows every master URL of a cluster and moves to the next one only when a connection
 //! cannot be made (so a request is never sent twice).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -98,6 +99,18 @@ impl Client {
         body: Option<reqwest::Body>,
         json: bool,
     ) -> Result<reqwest::Response, ClientError> {
+        self.send_with(method, path, body, json.then_some("application/json"), None).await
+    }
+
+    /// [`Client::send`] with a given `Content-Type` and `Accept`.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+        content_type: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
         let start = self.current.load(Ordering::Relaxed);
         let mut last = String::new();
         for attempt in 0..self.urls.len() {
@@ -107,8 +120,11 @@ impl Client {
             if let Some(token) = &self.token {
                 req = req.header(reqwest::header::AUTHORIZATION, format!("token={token}"));
             }
-            if json {
-                req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+            if let Some(content_type) = content_type {
+                req = req.header(reqwest::header::CONTENT_TYPE, content_type);
+            }
+            if let Some(accept) = accept {
+                req = req.header(reqwest::header::ACCEPT, accept);
             }
             if let Some(b) = &body {
                 req = req.body(b.as_bytes().map(|b| b.to_vec()).unwrap_or_default());
@@ -428,6 +444,289 @@ impl Client {
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, detail: e.to_string() })
     }
+}
+
+/// The package manager (Cosmos's API, `/package/…`).
+impl Client {
+    /// One Cosmos call: `POST /package/{op}` with the operation's request media type, asking
+    /// for response version `version`. Cosmos's error bodies (`type`, `message`, `data`)
+    /// become [`ClientError::Api`] with `code` = the error's type.
+    pub async fn cosmos<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        version: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
+        let request_type = format!("application/vnd.dcos.package.{op}-request+json;charset=utf-8;version=v1");
+        let accept = format!("application/vnd.dcos.package.{op}-response+json;charset=utf-8;version={version}");
+        let path = format!("/package/{}", op.replace("repository.", "repository/"));
+        self.cosmos_post(&path, &request_type, &accept, body).await
+    }
+
+    async fn cosmos_post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        accept: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, ClientError> {
+        let bytes = serde_json::to_vec(body).expect("JSON serialises");
+        let resp = self
+            .send_with(Method::POST, path, Some(reqwest::Body::from(bytes)), Some(content_type), Some(accept))
+            .await?;
+        let url = resp.url().to_string();
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Request { url: url.clone(), detail: describe(&e) })?;
+        if !status.is_success() {
+            let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+            let body = match parsed.as_ref().and_then(|v| Some((v.get("type")?.as_str()?, v.get("message")?.as_str()?)))
+            {
+                Some((kind, message)) => ErrorBody {
+                    code: kind.to_string(),
+                    title: status.to_string(),
+                    description: message.to_string(),
+                    message: message.to_string(),
+                    current_revision: None,
+                },
+                None => ErrorBody::parse_or_text(&bytes, status),
+            };
+            return Err(ClientError::Api { status: status.as_u16(), body });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, detail: e.to_string() })
+    }
+
+    /// Packages whose name, description or tags match `query` (all without one).
+    pub async fn package_search(
+        &self,
+        query: Option<&str>,
+    ) -> Result<Vec<crate::core::packages::SearchResult>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            packages: Vec<crate::core::packages::SearchResult>,
+        }
+        let body = match query {
+            Some(q) => serde_json::json!({ "query": q }),
+            None => serde_json::json!({}),
+        };
+        let r: R = self.cosmos("search", "v1", &body).await?;
+        Ok(r.packages)
+    }
+
+    /// The package `name` at `version` (its newest release without one), in full (describe v3).
+    pub async fn package_describe(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<crate::core::packages::Package, ClientError> {
+        let mut body = serde_json::json!({ "packageName": name });
+        if let Some(v) = version {
+            body["packageVersion"] = v.into();
+        }
+        let r: serde_json::Value = self.cosmos("describe", "v3", &body).await?;
+        let url = format!("{}/package/describe", self.urls.first().cloned().unwrap_or_default());
+        let package =
+            r.get("package").ok_or_else(|| ClientError::Decode { url: url.clone(), detail: "no `package`".into() })?;
+        crate::core::packages::Package::from_json(package)
+            .map_err(|(field, message)| ClientError::Decode { url, detail: format!("package.{field}: {message}") })
+    }
+
+    /// Every version of `name` with its release version (as Cosmos v1 writes it: a string).
+    pub async fn package_list_versions(&self, name: &str) -> Result<BTreeMap<String, String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            results: BTreeMap<String, String>,
+        }
+        let body = serde_json::json!({ "packageName": name, "includePackageVersions": true });
+        let r: R = self.cosmos("list-versions", "v1", &body).await?;
+        Ok(r.results)
+    }
+
+    fn package_request(
+        name: &str,
+        version: Option<&str>,
+        options: Option<&serde_json::Map<String, serde_json::Value>>,
+        app_id: Option<&str>,
+    ) -> serde_json::Value {
+        let mut body = serde_json::json!({ "packageName": name });
+        if let Some(v) = version {
+            body["packageVersion"] = v.into();
+        }
+        if let Some(o) = options {
+            body["options"] = serde_json::Value::Object(o.clone());
+        }
+        if let Some(id) = app_id {
+            body["appId"] = id.into();
+        }
+        body
+    }
+
+    /// The Marathon app `name` would install as (`marathonJson`).
+    pub async fn package_render(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        options: Option<&serde_json::Map<String, serde_json::Value>>,
+        app_id: Option<&str>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = Self::package_request(name, version, options, app_id);
+        let mut r: serde_json::Value = self.cosmos("render", "v1", &body).await?;
+        Ok(r["marathonJson"].take())
+    }
+
+    /// Installs a package as a Marathon app (install v2).
+    pub async fn package_install(
+        &self,
+        name: &str,
+        version: Option<&str>,
+        options: Option<&serde_json::Map<String, serde_json::Value>>,
+        app_id: Option<&str>,
+    ) -> Result<InstallResult, ClientError> {
+        let body = Self::package_request(name, version, options, app_id);
+        self.cosmos("install", "v2", &body).await
+    }
+
+    /// Removes the app(s) of an installed package.
+    pub async fn package_uninstall(
+        &self,
+        name: &str,
+        app_id: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<UninstallResult>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            results: Vec<UninstallResult>,
+        }
+        let mut body = serde_json::json!({ "packageName": name, "all": all });
+        if let Some(id) = app_id {
+            body["appId"] = id.into();
+        }
+        let r: R = self.cosmos("uninstall", "v1", &body).await?;
+        Ok(r.results)
+    }
+
+    /// Installed packages (from the Marathon apps' labels), optionally one package or app.
+    pub async fn package_list(
+        &self,
+        name: Option<&str>,
+        app_id: Option<&str>,
+    ) -> Result<Vec<Installation>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            packages: Vec<Installation>,
+        }
+        let mut body = serde_json::json!({});
+        if let Some(n) = name {
+            body["packageName"] = n.into();
+        }
+        if let Some(id) = app_id {
+            body["appId"] = id.into();
+        }
+        let r: R = self.cosmos("list", "v1", &body).await?;
+        Ok(r.packages)
+    }
+
+    async fn repos(
+        &self,
+        op: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct R {
+            repositories: Vec<crate::core::packages::RepoSource>,
+        }
+        let r: R = self.cosmos(op, "v1", body).await?;
+        Ok(r.repositories)
+    }
+
+    /// The package repositories in priority order.
+    pub async fn package_repo_list(&self) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
+        self.repos("repository.list", &serde_json::json!({})).await
+    }
+
+    /// Adds an http(s) repository at `index` (0 = first; last without).
+    pub async fn package_repo_add(
+        &self,
+        name: &str,
+        uri: &str,
+        index: Option<usize>,
+    ) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
+        let mut body = serde_json::json!({ "name": name, "uri": uri });
+        if let Some(i) = index {
+            body["index"] = i.into();
+        }
+        self.repos("repository.add", &body).await
+    }
+
+    /// Uploads a repository index (`{"packages": [...]}`) for the cluster to hold as `name`.
+    pub async fn package_repo_upload(
+        &self,
+        name: &str,
+        content: &serde_json::Value,
+        index: Option<usize>,
+    ) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
+        let mut body = serde_json::json!({ "name": name, "content": content });
+        if let Some(i) = index {
+            body["index"] = i.into();
+        }
+        self.repos("repository.add", &body).await
+    }
+
+    /// Removes the repository with this name (or URI).
+    pub async fn package_repo_remove(&self, name: &str) -> Result<Vec<crate::core::packages::RepoSource>, ClientError> {
+        self.repos("repository.delete", &serde_json::json!({ "name": name })).await
+    }
+
+    /// Adds one package (Universe package JSON, packagingVersion 3.0 to 5.0) to the cluster
+    /// repository `local`; answers the package as stored.
+    pub async fn package_add(&self, package: &serde_json::Value) -> Result<serde_json::Value, ClientError> {
+        self.cosmos_post(
+            "/package/add",
+            "application/vnd.dcos.universe.package+json;charset=utf-8;version=v4",
+            "application/vnd.dcos.package.add-response+json;charset=utf-8;version=v1",
+            package,
+        )
+        .await
+    }
+}
+
+/// `POST /package/install`'s answer (v2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallResult {
+    pub package_name: String,
+    pub package_version: String,
+    pub app_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_install_notes: Option<String>,
+}
+
+/// One removed app of `POST /package/uninstall`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UninstallResult {
+    pub package_name: String,
+    pub app_id: String,
+    #[serde(default)]
+    pub package_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_uninstall_notes: Option<String>,
+}
+
+/// One installed package of `POST /package/list` (v1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Installation {
+    pub app_id: String,
+    pub package_information: PackageInformation,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageInformation {
+    /// The package's details (name, version, description, notes, …).
+    pub package_definition: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_definition: Option<serde_json::Value>,
 }
 
 /// `{"message", "details": [{"path", "errors"}]}` (Marathon's 4xx bodies) as one line each.

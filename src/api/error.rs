@@ -64,6 +64,11 @@ impl ErrorBody {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized(code, _) => (StatusCode::UNAUTHORIZED, code),

@@ -9,6 +9,7 @@ pub mod agents;
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod cosmos;
 pub mod error;
 pub mod images;
 pub mod internal;
@@ -75,6 +76,7 @@ pub fn router(master: Arc<Master>, _faults: Option<Arc<Faults>>) -> Router {
         .route("/acs/api/v1/users/{uid}", put(auth::put_user).delete(auth::delete_user))
         .merge(mesos::routes())
         .merge(mesos_dns::routes())
+        .merge(cosmos::routes())
         .nest("/v2", marathon::routes())
         .nest("/marathon/v2", marathon::routes())
         // DC/OS's Admin Router paths: Marathon at /service/marathon/v2 (the dcos CLI's), and

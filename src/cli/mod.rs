@@ -16,6 +16,8 @@ pub mod marathon;
 pub mod master;
 pub mod node;
 pub mod output;
+pub mod package;
+pub mod package_bundle;
 pub mod service;
 pub mod task;
 
@@ -66,6 +68,9 @@ pub enum Command {
     /// Look cluster names up (Mesos-DNS's answers): A, AAAA, SRV.
     #[command(subcommand)]
     Dns(dns::DnsCommand),
+    /// Packages from Universe repositories: search, describe, install, uninstall, list, repos.
+    #[command(subcommand)]
+    Package(package::PackageCommand),
     /// Marathon apps with their DNS names, SRV names and /service paths.
     #[command(subcommand)]
     Service(service::ServiceCommand),

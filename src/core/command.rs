@@ -73,6 +73,20 @@ pub enum Command {
     MarathonDeploymentStepDone { deployment_id: String, step: usize },
     /// Stops a deployment where it is (`DELETE /v2/deployments/{id}?force=true`).
     MarathonDeploymentStop { deployment_id: String },
+    /// Adds a package repository at `index` (0 = first; `None` = last). `content` is the
+    /// index document of a repository the cluster holds (`uri` = `cluster:NAME`); without it
+    /// `uri` is an http(s) URL the masters fetch.
+    PackageRepoAdd {
+        name: String,
+        uri: String,
+        index: Option<usize>,
+        #[serde(default)]
+        content: Option<Box<serde_json::Value>>,
+    },
+    /// Removes the package repository with this name or URI.
+    PackageRepoRemove { name_or_uri: String },
+    /// Adds one package (Universe package JSON) to the cluster repository `local`.
+    PackageAdd { package: Box<serde_json::Value> },
 }
 
 /// What applying a [`Command`] produced; returned to the client that proposed it.
@@ -151,5 +165,15 @@ pub enum Response {
     DeploymentUpdated {
         deployment_id: String,
         applied: bool,
+    },
+    /// The package repositories after a change, in priority order.
+    PackageRepos {
+        repositories: Vec<super::packages::RepoSource>,
+    },
+    /// A package was added to the cluster repository `local`.
+    PackageAdded {
+        name: String,
+        version: String,
+        replaced: bool,
     },
 }

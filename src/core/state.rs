@@ -56,6 +56,9 @@ pub struct State {
     /// VIP addresses of named VIPs, and the range they come from.
     #[serde(default)]
     pub vips: super::vips::Vips,
+    /// Package repositories and the content of those the cluster holds.
+    #[serde(default)]
+    pub packages: super::packages::PackageState,
     /// Index of the last applied log entry (0 before any).
     pub last_applied: u64,
 }
@@ -175,6 +178,20 @@ impl State {
             Command::MarathonDeploymentStop { deployment_id } => Response::DeploymentUpdated {
                 deployment_id: deployment_id.clone(),
                 applied: self.marathon.deployments.remove(deployment_id).is_some(),
+            },
+            Command::PackageRepoAdd { name, uri, index, content } => {
+                match self.packages.add_repo(name, uri, *index, content.as_deref()) {
+                    Ok(repositories) => Response::PackageRepos { repositories },
+                    Err(message) => Response::Rejected { message },
+                }
+            }
+            Command::PackageRepoRemove { name_or_uri } => match self.packages.remove_repo(name_or_uri) {
+                Ok(repositories) => Response::PackageRepos { repositories },
+                Err(message) => Response::Rejected { message },
+            },
+            Command::PackageAdd { package } => match self.packages.add_package(package) {
+                Ok(a) => Response::PackageAdded { name: a.name, version: a.version, replaced: a.replaced },
+                Err(message) => Response::Rejected { message },
             },
             Command::MasterDns { name, addr } => {
                 match addr {

@@ -115,6 +115,8 @@ pub struct Master {
     pub ca_signer: Option<Arc<crate::pki::Ca>>,
     /// Where this master's DNS server listens (UDP and TCP), once bound; unset without DNS.
     pub dns_addr: std::sync::OnceLock<SocketAddr>,
+    /// URL package repositories this master fetched, cached for a short time.
+    pub package_repos: crate::packages::remote::RemoteRepos,
     bootstrap_admin: Option<User>,
     /// The token-signing secret of `bootstrap.token_secret_file`, for a new cluster.
     bootstrap_token_secret: Option<String>,
@@ -355,6 +357,7 @@ pub async fn start(
         .map_err(|e| MasterError::Raft(e.to_string()))?;
 
     let request_timeout = Duration::from_millis(config.raft.request_timeout_ms);
+    let package_repos = crate::packages::remote::RemoteRepos::new(ca_pem.as_bytes());
     let master = Arc::new(Master {
         id: identity.id,
         name: config.name.clone(),
@@ -375,6 +378,7 @@ pub async fn start(
         allocator: Default::default(),
         ca_signer,
         dns_addr: std::sync::OnceLock::new(),
+        package_repos,
         bootstrap_admin,
         bootstrap_token_secret,
     });

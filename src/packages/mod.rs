@@ -1,4 +1,7 @@
-//! Package-manager adapters that touch files: air-gapped bundles (`bundle`). The pure part
-//! (Universe repositories, options, rendering) is `core::packages`.
+//! Package adapters around the pure `core::packages`: URL repositories fetched by the masters
+//! ([`remote`]), repositories read from the CLI's machine ([`local`]), and air-gapped bundles
+//! of a package with its images ([`bundle`]).
 
 pub mod bundle;
+pub mod local;
+pub mod remote;

@@ -65,7 +65,7 @@ pub fn roots_from_pem(pem: &[u8], path: &Path) -> Result<RootCertStore, PkiError
     Ok(roots)
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

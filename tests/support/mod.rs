@@ -148,6 +148,11 @@ impl TestCluster {
         api
     }
 
+    /// A server certificate for 127.0.0.1 from the cluster's test CA: `(cert_pem, key_pem)`.
+    pub fn issue_server_pem(&self, name: &str) -> (String, String) {
+        self.ca.issue_pem(Role::Master, name, &["127.0.0.1".into()]).unwrap()
+    }
+
     pub fn ca_pem(&self) -> Vec<u8> {
         std::fs::read(self.dir.path().join("pki/ca.crt")).unwrap()
     }

@@ -200,16 +200,14 @@ fn stamp(app: &mut AppDefinition, version: &str, previous: Option<&AppDefinition
     app.version_info = Some(VersionInfo { last_scaling_at: version.to_string(), last_config_change_at: last_config });
 }
 
-/// `POST /v2/apps`: creates an app (201 with the app and `Marathon-Deployment-Id`).
-pub async fn create(
-    State(master): State<Arc<Master>>,
-    query: QueryResult,
-    body: Bytes,
-) -> Result<Response, MarathonError> {
-    let Query(params) = query?;
-    let force = flag(&params, "force")?;
-    let value = parse_body(&body)?;
-    let mut app = parse_app(&value, &PathId::root()).map_err(MarathonError::Invalid)?;
+/// Creates a parsed app as one deployment, refusing an id that an app (or a group with
+/// content) has; answers the app's id and the deployment id. `POST /v2/apps` and package
+/// installs both create apps through here.
+pub async fn create_app(
+    master: &Master,
+    mut app: AppDefinition,
+    force: bool,
+) -> Result<(String, String), MarathonError> {
     master.read_barrier().await?;
     {
         let state = master.state.read().expect("state lock");
@@ -229,7 +227,36 @@ pub async fn create(
     stamp(&mut app, &version, None);
     let id = app.id.to_string();
     let change = AppChange { id: id.clone(), app: Some(Box::new(app)), force_restart: false };
-    let (deployment_id, _) = deploy(&master, vec![change], vec![], force, now, version).await?;
+    let (deployment_id, _) = deploy(master, vec![change], vec![], force, now, version).await?;
+    Ok((id, deployment_id))
+}
+
+/// Removes apps (every one must exist) as one deployment; answers its id and version.
+/// `DELETE /v2/apps/{id}` and package uninstalls both remove apps through here.
+pub async fn remove_apps(master: &Master, ids: Vec<String>, force: bool) -> Result<(String, String), MarathonError> {
+    master.read_barrier().await?;
+    {
+        let state = master.state.read().expect("state lock");
+        if let Some(missing) = ids.iter().find(|id| !state.marathon.apps.contains_key(*id)) {
+            return Err(no_app(missing));
+        }
+    }
+    let now = crate::clock::now_ms();
+    let changes = ids.into_iter().map(|id| AppChange { id, app: None, force_restart: false }).collect();
+    deploy(master, changes, vec![], force, now, new_version(now)).await
+}
+
+/// `POST /v2/apps`: creates an app (201 with the app and `Marathon-Deployment-Id`).
+pub async fn create(
+    State(master): State<Arc<Master>>,
+    query: QueryResult,
+    body: Bytes,
+) -> Result<Response, MarathonError> {
+    let Query(params) = query?;
+    let force = flag(&params, "force")?;
+    let value = parse_body(&body)?;
+    let app = parse_app(&value, &PathId::root()).map_err(MarathonError::Invalid)?;
+    let (id, deployment_id) = create_app(&master, app, force).await?;
     let state = master.state.read().expect("state lock");
     let app = state.marathon.apps.get(&id).map(|r| app_info(&r.app, &state, Embed::parse(&Params::default(), true)));
     let mut response = (StatusCode::CREATED, Json(app.unwrap_or(Value::Null))).into_response();
@@ -515,14 +542,7 @@ pub async fn delete_path(
     let now = crate::clock::now_ms();
     match target(&rest)? {
         Target::App(id) => {
-            {
-                let state = master.state.read().expect("state lock");
-                if !state.marathon.apps.contains_key(&id) {
-                    return Err(no_app(&id));
-                }
-            }
-            let change = AppChange { id, app: None, force_restart: false };
-            let (deployment_id, version) = deploy(&master, vec![change], vec![], force, now, new_version(now)).await?;
+            let (deployment_id, version) = remove_apps(&master, vec![id], force).await?;
             Ok(Json(json!({"deploymentId": deployment_id, "version": version})).into_response())
         }
         Target::Tasks(id) => {
