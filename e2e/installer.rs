@@ -165,7 +165,11 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
     sim.ssh_ok(3, "systemd-run --unit=squatter socat TCP-LISTEN:5051,fork,reuseaddr EXEC:/bin/true");
     eventually("socat to listen on 5051", Duration::from_secs(30), || async {
         let tcp = sim.ssh_ok(3, "cat /proc/net/tcp /proc/net/tcp6");
-        if tcp.contains(":13B3 00000000:0000 0A") || tcp.contains(":13B3 00000000000000000000000000000000:0000 0A") {
+        let listening = tcp.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&format!(":{:04X}", 5051)) && f[3] == "0A"
+        });
+        if listening {
             Ok(())
         } else {
             Err("not yet".to_string())

@@ -144,16 +144,28 @@ impl Context {
         Ok(Client::new(urls, &self.ca_pem()?, None)?)
     }
 
+    /// A token of the first administrator (genconf's password), from any master.
+    pub async fn admin_token(&self) -> Result<String> {
+        let client = self.client_for(self.config.master_urls())?;
+        let path = self.dir.join(genconf::SECRETS_DIR).join("admin-password");
+        let password = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        client
+            .login(&self.config.admin_user, password.trim())
+            .await
+            .with_context(|| format!("logging in as {:?}", self.config.admin_user))
+    }
+
     /// A client for every master, logged in as the first administrator.
     pub async fn admin_client(&self) -> Result<Client> {
         let mut client = self.client_for(self.config.master_urls())?;
-        let path = self.dir.join(genconf::SECRETS_DIR).join("admin-password");
-        let password = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let token = client
-            .login(&self.config.admin_user, password.trim())
-            .await
-            .with_context(|| format!("logging in as {:?}", self.config.admin_user))?;
-        client.set_token(Some(token));
+        client.set_token(Some(self.admin_token().await?));
+        Ok(client)
+    }
+
+    /// A client for one master, with `token`.
+    fn master_client(&self, ip: &str, token: &str) -> Result<Client> {
+        let mut client = self.client_for(vec![self.master_url(ip)])?;
+        client.set_token(Some(token.to_string()));
         Ok(client)
     }
 
@@ -319,12 +331,12 @@ async fn install_host(runner: &Runner, host: &str, role: NodeRole) -> Result<Ins
 // ---- cluster health through the API ----
 
 /// Why the masters are not (yet) one healthy Raft group; empty when they are.
-async fn masters_problems(ctx: &Context, masters: &[HostRole]) -> Vec<String> {
-    let names: Vec<String> = masters.iter().map(|m| ctx.master_name(&m.host)).collect();
+async fn masters_problems(ctx: &Context, masters: &[HostRole], token: &str) -> Vec<String> {
+    let names: Vec<String> = ctx.masters().iter().map(|m| ctx.master_name(&m.host)).collect();
     let mut problems = Vec::new();
     let mut leaders = BTreeSet::new();
     for m in masters {
-        let client = match ctx.client_for(vec![ctx.master_url(&m.host)]) {
+        let client = match ctx.master_client(&m.host, token) {
             Ok(c) => c,
             Err(e) => return vec![format!("{e:#}")],
         };
@@ -358,8 +370,19 @@ async fn masters_problems(ctx: &Context, masters: &[HostRole]) -> Vec<String> {
 /// Waits until every master in `masters` sees one leader and all of them as voters.
 pub async fn wait_masters(ctx: &Context, masters: &[HostRole], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    let mut token: Option<String> = None;
     loop {
-        let problems = masters_problems(ctx, masters).await;
+        let problems = match &token {
+            Some(t) => masters_problems(ctx, masters, t).await,
+            // Logging in works once the masters have a leader and the cluster is initialised.
+            None => match ctx.admin_token().await {
+                Ok(t) => {
+                    token = Some(t);
+                    continue;
+                }
+                Err(e) => vec![format!("cannot log in yet: {e:#}")],
+            },
+        };
         if problems.is_empty() {
             return Ok(());
         }
@@ -614,10 +637,14 @@ pub async fn postflight(ctx: &Context, smoke_timeout: Duration) -> Result<Postfl
     let mut findings = Vec::new();
     let masters = ctx.masters();
     let mut leader_ip = None;
+    let token = match ctx.admin_token().await {
+        Ok(t) => t,
+        Err(e) => bail!("{e:#}: the masters have no leader, or the admin password changed; see `medos installer status`"),
+    };
     for m in &masters {
-        let problems = masters_problems(ctx, std::slice::from_ref(m)).await;
+        let problems = masters_problems(ctx, std::slice::from_ref(m), &token).await;
         let detail = if problems.is_empty() {
-            let status = ctx.client_for(vec![ctx.master_url(&m.host)])?.cluster_status().await?;
+            let status = ctx.master_client(&m.host, &token)?.cluster_status().await?;
             let leader = status.leader.clone().unwrap_or_default();
             if let Some(n) = ctx.cluster.nodes.iter().find(|n| n.name == leader) {
                 leader_ip = Some(n.ip.clone());
