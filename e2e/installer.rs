@@ -33,10 +33,11 @@ impl Run {
     }
 }
 
-/// `medos installer --genconf-dir DIR --ssh-config SIM ARGS…`.
+/// `medos installer --genconf-dir DIR --ssh-config SIM ARGS…` with the binary next to `dir`
+/// (see [`shipped_binary`]).
 async fn installer(sim: &HostSim, dir: &Path, args: &[&str]) -> Run {
     let start = Instant::now();
-    let out = tokio::process::Command::new(MEDOS)
+    let out = tokio::process::Command::new(dir.with_file_name("medos"))
         .arg("installer")
         .arg("--genconf-dir")
         .arg(dir)
@@ -62,6 +63,18 @@ async fn installer(sim: &HostSim, dir: &Path, args: &[&str]) -> Run {
         run.stderr
     );
     run
+}
+
+/// This build's binary next to the genconf dir, without its debug line tables (genconf ships
+/// the binary that runs it: half the bytes to copy and store on every host).
+fn shipped_binary(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.with_file_name("medos");
+    std::fs::copy(MEDOS, &bin).unwrap();
+    let stripped = std::process::Command::new("strip").arg("--strip-debug").arg(&bin).status();
+    if !stripped.is_ok_and(|s| s.success()) {
+        eprintln!("strip failed or is missing: shipping the binary as built");
+    }
+    bin
 }
 
 fn write_config(dir: &Path, sim: &HostSim, ssh_user: &str) {
@@ -142,6 +155,7 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
     let dir = tmp.path().join("genconf");
     std::fs::create_dir_all(&dir).unwrap();
     let ips: Vec<String> = sim.hosts().iter().map(|h| h.ip.to_string()).collect();
+    let binary = shipped_binary(&dir);
 
     write_config(&dir, &sim, "root");
     let t = Instant::now();
@@ -169,17 +183,18 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.len() > 3 && f[1].ends_with(&format!(":{:04X}", 5051)) && f[3] == "0A"
         });
-        if listening {
-            Ok(())
-        } else {
-            Err("not yet".to_string())
-        }
+        if listening { Ok(()) } else { Err("not yet".to_string()) }
     })
     .await;
     let failed = installer(&sim, &dir, &["deploy"]).await;
     assert_eq!(failed.code, Some(1), "{}", failed.stderr);
     assert!(failed.stderr.contains("installing the agents failed on 1 of 2 hosts"), "{}", failed.stderr);
     assert!(failed.stderr.contains(&format!("{}: install.sh agent failed on {}", ips[3], ips[3])), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("cannot listen on 0.0.0.0:5051"),
+        "the reason, from the unit's log: {}",
+        failed.stderr
+    );
     sim.ssh_ok(3, "systemctl stop squatter");
 
     let deployed = installer(&sim, &dir, &["deploy"]).await.ok("deploy after freeing the port");
@@ -258,7 +273,7 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
 
     // Upgrade to a rebuilt binary (the same code with other bytes: another checksum).
     let new_binary = tmp.path().join("medos-rebuilt");
-    std::fs::copy(MEDOS, &new_binary).unwrap();
+    std::fs::copy(&binary, &new_binary).unwrap();
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&new_binary).unwrap();

@@ -459,7 +459,7 @@ pub struct DeployReport {
 fn stage_failed<T>(stage: &str, outcomes: &[Outcome<T>]) -> Option<String> {
     let failed: Vec<String> = outcomes
         .iter()
-        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {}", o.host, one_line(&e.to_string(), 400))))
+        .filter_map(|o| o.result.as_ref().err().map(|e| format!("{}: {}", o.host, brief(&e.to_string()))))
         .collect();
     (!failed.is_empty()).then(|| {
         format!(
@@ -469,6 +469,17 @@ fn stage_failed<T>(stage: &str, outcomes: &[Outcome<T>]) -> Option<String> {
             failed.join("\n  ")
         )
     })
+}
+
+/// An error on one line: its first line and, for long output, the last lines (where the
+/// reason usually is).
+fn brief(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    if lines.len() <= 5 {
+        return one_line(text, 600);
+    }
+    let last = lines[lines.len() - 4..].join(" | ");
+    format!("{} | … | {}", one_line(lines[0], 200), one_line(&last, 600))
 }
 
 fn print_table<T>(out: &mut dyn std::io::Write, outcomes: &[Outcome<T>]) {
@@ -639,7 +650,9 @@ pub async fn postflight(ctx: &Context, smoke_timeout: Duration) -> Result<Postfl
     let mut leader_ip = None;
     let token = match ctx.admin_token().await {
         Ok(t) => t,
-        Err(e) => bail!("{e:#}: the masters have no leader, or the admin password changed; see `medos installer status`"),
+        Err(e) => {
+            bail!("{e:#}: the masters have no leader, or the admin password changed; see `medos installer status`")
+        }
     };
     for m in &masters {
         let problems = masters_problems(ctx, std::slice::from_ref(m), &token).await;
