@@ -281,7 +281,35 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
     }
     let new_sum = sha256(&new_binary);
     let before: Vec<(String, u64)> = (0..5).map(|i| unit_run(&sim, i)).collect();
+    // Writes go on during the upgrade: the longest time without a successful write is bounded
+    // (a leader's restart costs an election, never the quorum).
+    let writer_client = ctx.admin_client().await.expect("a second client");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut ok, mut last_ok, mut worst) = (0u32, Instant::now(), Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let put = tokio::time::timeout(
+                    Duration::from_secs(15),
+                    writer_client.kv_put("installer/upgrade", b"x", None),
+                );
+                if let Ok(Ok(_)) = put.await {
+                    ok += 1;
+                    worst = worst.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (ok, worst.max(last_ok.elapsed()))
+        }
+    });
     let up = installer(&sim, &dir, &["upgrade", "--binary", new_binary.to_str().unwrap()]).await.ok("upgrade");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (writes, worst_gap) = writer.await.unwrap();
+    eprintln!("during the upgrade: {writes} writes, longest gap {:.1}s", worst_gap.as_secs_f64());
+    assert!(writes >= 20, "only {writes} writes succeeded during the upgrade");
+    assert!(worst_gap < Duration::from_secs(15), "no write succeeded for {worst_gap:?} during the upgrade");
     assert_eq!(up.stderr.matches("upgraded and restarted").count(), 5, "{}", up.stderr);
     let after: Vec<(String, u64)> = (0..5).map(|i| unit_run(&sim, i)).collect();
     for i in 0..5 {
