@@ -78,16 +78,22 @@ fn shipped_binary(dir: &Path) -> std::path::PathBuf {
 }
 
 fn write_config(dir: &Path, sim: &HostSim, ssh_user: &str) {
+    write_config_with(dir, sim, ssh_user, &[]);
+}
+
+/// 3 masters and 2 agents, plus `extra_agents`.
+fn write_config_with(dir: &Path, sim: &HostSim, ssh_user: &str, extra_agents: &[String]) {
     let ip = |i: usize| sim.hosts()[i].ip.to_string();
+    let mut agents = vec![ip(3), ip(4)];
+    agents.extend(extra_agents.iter().cloned());
     std::fs::write(
         dir.join("config.yaml"),
         format!(
-            "cluster_name: e2e-installer\nmaster_list: [{}, {}, {}]\nagent_list: [{}, {}]\nssh_user: {ssh_user}\nresolvers: [{}]\n",
+            "cluster_name: e2e-installer\nmaster_list: [{}, {}, {}]\nagent_list: [{}]\nssh_user: {ssh_user}\nresolvers: [{}]\n",
             ip(0),
             ip(1),
             ip(2),
-            ip(3),
-            ip(4),
+            agents.join(", "),
             sim.gateway()
         ),
     )
@@ -164,6 +170,17 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
     for ip in &ips {
         assert!(pf.stdout.lines().any(|l| l.starts_with(ip.as_str()) && l.contains(" ok")), "{ip}: {}", pf.stdout);
     }
+
+    // Bad input: a listed host that does not answer is named, and nothing is installed yet.
+    let absent = std::net::Ipv4Addr::new(10, 77, sim.gateway().octets()[2], 200).to_string();
+    write_config_with(&dir, &sim, "root", std::slice::from_ref(&absent));
+    installer(&sim, &dir, &["genconf"]).await.ok("genconf with an absent host");
+    let unreachable = installer(&sim, &dir, &["deploy"]).await;
+    assert_eq!(unreachable.code, Some(1), "{}", unreachable.stderr);
+    assert!(unreachable.stderr.contains("copying serve/ failed on 1 of 6 hosts"), "{}", unreachable.stderr);
+    assert!(unreachable.stderr.contains(&format!("{absent}: cannot reach {absent}:22")), "{}", unreachable.stderr);
+    write_config(&dir, &sim, "root");
+    installer(&sim, &dir, &["genconf"]).await.ok("genconf without it");
 
     // Bad input: a wrong SSH user is refused on every host, each named, nothing installed.
     write_config(&dir, &sim, "nobody");
