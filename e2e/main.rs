@@ -15,6 +15,7 @@ mod history;
 mod hosts;
 mod hostsim;
 mod images;
+mod installer;
 mod marathon;
 mod membership;
 mod packages;

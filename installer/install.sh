@@ -145,11 +145,19 @@ if [ "$installed" = 1 ]; then
     "$SYSTEMCTL" daemon-reload
 fi
 "$SYSTEMCTL" enable --quiet "$unit"
+# start_failed: the unit's last log lines (why it did not start), then the error.
+start_failed() {
+    if [ -z "$ROOT" ] && command -v journalctl >/dev/null; then
+        # What medos itself printed last (systemd's own lines say only that it failed).
+        journalctl _SYSTEMD_UNIT="$unit" -n 3 --no-pager -o cat >&2 2>/dev/null || true
+    fi
+    die "$unit did not start (its last log lines are above); see: journalctl -u $unit"
+}
 if [ "$changed" = 1 ]; then
     log "starting $unit (it reports ready once $([ "$role" = master ] && echo "the API serves" || echo "the agent has registered"))"
-    "$SYSTEMCTL" restart "$unit" || die "$unit did not start; see: journalctl -u $unit"
+    "$SYSTEMCTL" restart "$unit" || start_failed
 else
-    "$SYSTEMCTL" start "$unit" || die "$unit did not start; see: journalctl -u $unit"
+    "$SYSTEMCTL" start "$unit" || start_failed
     log "nothing changed"
 fi
 status=$("$SYSTEMCTL" show -p StatusText --value "$unit" 2>/dev/null || true)

@@ -57,7 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Agent(args) => medos::cli::agent::serve(args).await,
         Command::Dev(args) => medos::dev::run(args, json).await,
         Command::Ca(cmd) => medos::cli::ca::run(cmd, json),
-        Command::Installer(args) => medos::cli::installer::run(args, json),
+        Command::Installer(args) => medos::cli::installer::run(args, json).await,
         Command::Auth(cmd) => medos::cli::auth::run(cmd, json).await,
         Command::Cluster(cmd) => medos::cli::cluster::run(cmd, json).await,
         Command::Kv(cmd) => medos::cli::kv::run(cmd, json).await,

@@ -41,6 +41,7 @@
 //! host before a deploy, each failure saying how to fix it.
 
 pub mod config;
+pub mod deploy;
 pub mod genconf;
 pub mod preflight;
 pub mod ssh;
