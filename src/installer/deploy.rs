@@ -1014,16 +1014,15 @@ for u in $units; do systemctl stop "$u" 2>/dev/null || true; done
 # What is left: tasks and their shims (agents stop with KillMode=process) in the units'
 # cgroups and in the cgroups the agent made for tasks (<hierarchy>/medos).
 groups=$(find /sys/fs/cgroup -maxdepth 4 -type d \( -name medos -o -name 'medos-*.service' \) 2>/dev/null)
-for _ in $(seq 1 50); do
-  left=0
-  for g in $groups; do
-    for f in $(find "$g" -name cgroup.procs 2>/dev/null); do
-      for p in $(cat "$f" 2>/dev/null); do kill -9 "$p" 2>/dev/null && left=1; done
-    done
+if [ -n "$groups" ]; then
+  for _ in $(seq 1 50); do
+    # shellcheck disable=SC2086 # one word per cgroup directory
+    pids=$(find $groups -name cgroup.procs -exec cat {{}} + 2>/dev/null)
+    [ -z "$pids" ] && break
+    for p in $pids; do kill -9 "$p" 2>/dev/null; done
+    sleep 0.1
   done
-  [ "$left" = 0 ] && break
-  sleep 0.1
-done
+fi
 for g in $groups; do find "$g" -depth -type d -exec rmdir {{}} \; 2>/dev/null; done
 for u in $units; do systemctl disable "$u" 2>/dev/null || true; done
 # Mounts left under the data dirs (image tasks' roots), deepest first.
@@ -1035,7 +1034,7 @@ rm -f /etc/systemd/system/medos-master.service /etc/systemd/system/medos-agent.s
 if [ "$(readlink /usr/local/bin/medos 2>/dev/null)" = /opt/medos/bin/medos ]; then rm -f /usr/local/bin/medos; fi
 for d in "$@"; do rmdir "$(dirname "$d")" 2>/dev/null || true; done
 systemctl daemon-reload 2>/dev/null || true
-systemctl reset-failed $units 2>/dev/null || true
+for u in $units; do systemctl reset-failed "$u" 2>/dev/null || true; done
 echo uninstalled
 "#,
         dirs = dirs.join(" ")
@@ -1199,5 +1198,35 @@ mod tests {
             parse_leftovers("\nfile /etc/medos\n  \ncgroup /sys/fs/cgroup/memory/medos\n"),
             ["file /etc/medos", "cgroup /sys/fs/cgroup/memory/medos"]
         );
+    }
+}
+
+#[cfg(test)]
+mod script_tests {
+    use super::*;
+
+    #[test]
+    fn remote_scripts_are_shellcheck_clean() {
+        let have = std::process::Command::new("sh")
+            .args(["-c", "command -v shellcheck"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !have {
+            eprintln!("shellcheck missing: skipping (CI installs it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = [PathBuf::from("/var/lib/medos/master"), PathBuf::from("/var/lib/medos/agent")];
+        let scripts = [
+            ("status.sh", format!("UNIT=medos-master.service\n{STATUS_SCRIPT}")),
+            ("uninstall.sh", uninstall_script(&dirs)),
+            ("leftovers.sh", leftovers_script(&dirs)),
+        ];
+        for (name, text) in &scripts {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{text}")).unwrap();
+            let out = std::process::Command::new("shellcheck").arg("-s").arg("sh").arg(&path).output().unwrap();
+            assert!(out.status.success(), "{name}:\n{}\n{text}", String::from_utf8_lossy(&out.stdout));
+        }
     }
 }
