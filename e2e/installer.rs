@@ -77,6 +77,9 @@ fn shipped_binary(dir: &Path) -> std::path::PathBuf {
     bin
 }
 
+/// The image `preload_images` names.
+const PRELOADED: &str = "medos/busybox:1";
+
 fn write_config(dir: &Path, sim: &HostSim, ssh_user: &str) {
     write_config_with(dir, sim, ssh_user, &[]);
 }
@@ -86,10 +89,19 @@ fn write_config_with(dir: &Path, sim: &HostSim, ssh_user: &str, extra_agents: &[
     let ip = |i: usize| sim.hosts()[i].ip.to_string();
     let mut agents = vec![ip(3), ip(4)];
     agents.extend(extra_agents.iter().cloned());
+    // An image deploy loads into the cluster once it runs.
+    let archive = dir.join("busybox.tar");
+    if !archive.exists() {
+        medos::image::testing::busybox_image(
+            &archive,
+            &medos::image::testing::ImageSpec::new(PRELOADED, medos::image::testing::ArchiveFormat::OciLayout),
+        )
+        .expect("building the busybox image");
+    }
     std::fs::write(
         dir.join("config.yaml"),
         format!(
-            "cluster_name: e2e-installer\nmaster_list: [{}, {}, {}]\nagent_list: [{}]\nssh_user: {ssh_user}\nresolvers: [{}]\n",
+            "cluster_name: e2e-installer\nmaster_list: [{}, {}, {}]\nagent_list: [{}]\nssh_user: {ssh_user}\nresolvers: [{}]\npreload_images: [busybox.tar]\n",
             ip(0),
             ip(1),
             ip(2),
@@ -235,6 +247,9 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
     let overrides = SshOverrides { config_file: Some(sim.ssh_config_path().to_path_buf()), ..Default::default() };
     let ctx = Context::load(&dir, &overrides).expect("loading the genconf dir");
     let client = ctx.admin_client().await.expect("logging in");
+    assert!(deployed.stderr.contains(&format!("preloaded image {PRELOADED}")), "{}", deployed.stderr);
+    let images = client.images().await.expect("image list");
+    assert!(images.iter().any(|i| i.names.iter().any(|n| n == PRELOADED)), "preload_images loaded: {images:?}");
 
     // A Marathon app, one instance per agent, resolved through a master's DNS.
     let app = serde_json::json!({

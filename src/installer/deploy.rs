@@ -539,6 +539,7 @@ pub async fn deploy(ctx: &Context, out: &mut dyn std::io::Write) -> Result<Deplo
         let _ = writeln!(out, "waiting for the agents to register…");
         wait_agents(&client, &agents, AGENTS_TIMEOUT).await?;
     }
+    preload_images(ctx, out).await?;
     let changed = report.iter().filter(|h| h.changed).count();
     let _ = writeln!(
         out,
@@ -567,6 +568,29 @@ fn collect(
             });
         }
     }
+}
+
+/// Loads `preload_images` (shipped in `serve/preload/`) into the cluster's image store once it
+/// runs. A rerun uploads nothing the cluster already holds.
+async fn preload_images(ctx: &Context, out: &mut dyn std::io::Write) -> Result<()> {
+    if ctx.cluster.preload_images.is_empty() {
+        return Ok(());
+    }
+    let client = ctx.admin_client().await?;
+    let serve = ctx.serve();
+    for rel in &ctx.cluster.preload_images {
+        let archive = serve.join(rel);
+        let staging = std::env::temp_dir().join(format!("medos-preload-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let loaded = crate::cli::image::load_archive(&client, &archive, None, &staging, true).await;
+        let _ = std::fs::remove_dir_all(&staging);
+        let loaded = loaded.with_context(|| {
+            format!("preloading {} (preload_images): fix it and rerun `medos installer deploy`", archive.display())
+        })?;
+        for image in loaded {
+            let _ = writeln!(out, "preloaded image {} ({})", image.names.join(", "), image.manifest);
+        }
+    }
+    Ok(())
 }
 
 // ---- postflight ----
