@@ -98,10 +98,18 @@ fn write_config_with(dir: &Path, sim: &HostSim, ssh_user: &str, extra_agents: &[
         )
         .expect("building the busybox image");
     }
+    // A package bundle deploy adds to the cluster (the default repository's httpd and its image).
+    let bundle = dir.join("httpd.bundle");
+    if !bundle.exists() {
+        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("universe/packages/H/httpd/0");
+        let images = std::collections::BTreeMap::from([(PRELOADED.to_string(), archive.clone())]);
+        medos::packages::bundle::build(&package, &images, &bundle, &dir.join("bundle-scratch"))
+            .expect("bundling httpd");
+    }
     std::fs::write(
         dir.join("config.yaml"),
         format!(
-            "cluster_name: e2e-installer\nmaster_list: [{}, {}, {}]\nagent_list: [{}]\nssh_user: {ssh_user}\nresolvers: [{}]\npreload_images: [busybox.tar]\n",
+            "cluster_name: e2e-installer\nmaster_list: [{}, {}, {}]\nagent_list: [{}]\nssh_user: {ssh_user}\nresolvers: [{}]\npreload_images: [busybox.tar]\npreload_packages: [httpd.bundle]\n",
             ip(0),
             ip(1),
             ip(2),
@@ -250,6 +258,9 @@ async fn genconf_preflight_deploy_postflight_upgrade_uninstall_on_five_hosts() {
     assert!(deployed.stderr.contains(&format!("preloaded image {PRELOADED}")), "{}", deployed.stderr);
     let images = client.images().await.expect("image list");
     assert!(images.iter().any(|i| i.names.iter().any(|n| n == PRELOADED)), "preload_images loaded: {images:?}");
+    assert!(deployed.stderr.contains("preloaded package httpd 1.0.0"), "{}", deployed.stderr);
+    let httpd = client.package_describe("httpd", None).await.expect("the preloaded package in the local repository");
+    assert_eq!(httpd.version, "1.0.0");
 
     // A Marathon app, one instance per agent, resolved through a master's DNS.
     let app = serde_json::json!({

@@ -81,7 +81,7 @@ pub fn run_bundle(args: BundleArgs, json: bool) -> Result<()> {
 /// fails a check; a failed upload can be rerun (blobs the cluster has are skipped).
 pub async fn run_add(client: &crate::api::client::Client, args: AddArgs, json: bool) -> Result<()> {
     let work = scratch("bundle-add");
-    let result = add(client, &args, &work, json).await;
+    let result = add_bundle(client, &args.bundle, &work, json).await;
     let _ = std::fs::remove_dir_all(&work);
     let (opened, added) = result?;
     if json {
@@ -99,19 +99,22 @@ pub async fn run_add(client: &crate::api::client::Client, args: AddArgs, json: b
     Ok(())
 }
 
-async fn add(
+/// Checks the bundle at `file` (unpacked under `work`), uploads its images, then adds its
+/// package to the cluster's `local` repository; `quiet` hides progress bars. Also used by
+/// `medos installer deploy` for `preload_packages`.
+pub async fn add_bundle(
     client: &crate::api::client::Client,
-    args: &AddArgs,
+    file: &std::path::Path,
     work: &std::path::Path,
-    json: bool,
+    quiet: bool,
 ) -> Result<(bundle::Opened, serde_json::Value)> {
     let opened = {
-        let (file, dir) = (args.bundle.clone(), work.join("unpacked"));
+        let (file, dir) = (file.to_path_buf(), work.join("unpacked"));
         tokio::task::spawn_blocking(move || bundle::open(&file, &dir)).await??
     };
     for (i, (name, archive)) in opened.images.iter().enumerate() {
         let staging = work.join(format!("staging-{i}"));
-        super::image::load_archive(client, archive, Some(name.clone()), &staging, json)
+        super::image::load_archive(client, archive, Some(name.clone()), &staging, quiet)
             .await
             .with_context(|| format!("loading image {name} from the bundle"))?;
     }

@@ -3,7 +3,7 @@
 //! DC/OS's keys where they fit (`cluster_name`, `master_list`, `agent_list`,
 //! `public_agent_list`, `ssh_user`, `ssh_port`, `ssh_key_path`, `resolvers`,
 //! `dns_forward_zones`), plus medos's own (`ports`, `data_dirs`, `dns_domain`, `admin_user`,
-//! `join_token_ttl`, `preload_images`). Parsing and validation are pure: text in, a validated
+//! `join_token_ttl`, `preload_images`, `preload_packages`). Parsing and validation are pure: text in, a validated
 //! [`ClusterConfig`] (or every problem, each naming its key) and warnings out, so they are
 //! table-tested without files. Unknown keys are warnings with a did-you-mean.
 
@@ -117,6 +117,9 @@ pub struct ClusterConfig {
     pub join_token_ttl_secs: u64,
     /// Image archives (relative to the genconf dir unless absolute) shipped in `serve/preload/`.
     pub preload_images: Vec<PathBuf>,
+    /// Package bundles (`medos package bundle`; relative to the genconf dir unless absolute),
+    /// shipped in `serve/preload/` and added to the cluster by deploy.
+    pub preload_packages: Vec<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -235,6 +238,7 @@ struct RawConfig {
     admin_user: Option<String>,
     join_token_ttl: Option<String>,
     preload_images: Vec<String>,
+    preload_packages: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,6 +274,7 @@ const TOP_KEYS: &[&str] = &[
     "admin_user",
     "join_token_ttl",
     "preload_images",
+    "preload_packages",
 ];
 const PORT_KEYS: &[&str] = &["api", "dns", "agent", "tasks"];
 const DIR_KEYS: &[&str] = &["master", "agent"];
@@ -596,6 +601,19 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
         }
     }
 
+    let mut preload_packages = Vec::new();
+    for (i, path) in raw.preload_packages.iter().enumerate() {
+        if path.trim().is_empty() {
+            problem(
+                &mut problems,
+                format!("preload_packages[{i}]"),
+                "is empty; give the path of a package bundle (medos package bundle)".into(),
+            );
+        } else {
+            preload_packages.push(PathBuf::from(path));
+        }
+    }
+
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -613,6 +631,7 @@ fn validate(raw: RawConfig, warnings: &mut Vec<String>) -> Result<ClusterConfig,
         admin_user,
         join_token_ttl_secs,
         preload_images,
+        preload_packages,
     })
 }
 
@@ -759,6 +778,7 @@ resolvers: [10.0.0.53, '1.1.1.1:53']
         assert_eq!(keys(&format!("{base}join_token_ttl: 10s\n")), ["join_token_ttl"]);
         assert_eq!(keys(&format!("{base}admin_user: ''\n")), ["admin_user"]);
         assert_eq!(keys(&format!("{base}preload_images: ['']\n")), ["preload_images[0]"]);
+        assert_eq!(keys(&format!("{base}preload_packages: [a.bundle, '']\n")), ["preload_packages[1]"]);
         // Wrong types are caught by the parser, naming the key.
         let err = parse(&format!("{base}ports:\n  api: seven\n")).unwrap_err().to_string();
         assert!(err.contains("ports.api") && err.contains("line 4"), "{err}");

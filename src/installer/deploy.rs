@@ -570,10 +570,11 @@ fn collect(
     }
 }
 
-/// Loads `preload_images` (shipped in `serve/preload/`) into the cluster's image store once it
-/// runs. A rerun uploads nothing the cluster already holds.
+/// Loads `preload_images` (shipped in `serve/preload/`) into the cluster's image store and adds
+/// the `preload_packages` bundles (their images, then the package to the `local` repository)
+/// once it runs. A rerun uploads nothing the cluster already holds.
 async fn preload_images(ctx: &Context, out: &mut dyn std::io::Write) -> Result<()> {
-    if ctx.cluster.preload_images.is_empty() {
+    if ctx.cluster.preload_images.is_empty() && ctx.cluster.preload_packages.is_empty() {
         return Ok(());
     }
     let client = ctx.admin_client().await?;
@@ -589,6 +590,16 @@ async fn preload_images(ctx: &Context, out: &mut dyn std::io::Write) -> Result<(
         for image in loaded {
             let _ = writeln!(out, "preloaded image {} ({})", image.names.join(", "), image.manifest);
         }
+    }
+    for rel in &ctx.cluster.preload_packages {
+        let bundle = serve.join(rel);
+        let work = std::env::temp_dir().join(format!("medos-preload-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let added = crate::cli::package_bundle::add_bundle(&client, &bundle, &work, true).await;
+        let _ = std::fs::remove_dir_all(&work);
+        let (opened, _) = added.with_context(|| {
+            format!("preloading {} (preload_packages): fix it and rerun `medos installer deploy`", bundle.display())
+        })?;
+        let _ = writeln!(out, "preloaded package {} {}", opened.package.name, opened.package.version);
     }
     Ok(())
 }

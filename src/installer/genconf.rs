@@ -79,6 +79,22 @@ pub fn load_config(dir: &Path) -> Result<Parsed, LoadError> {
             });
         }
     }
+    let mut bundle_names = BTreeMap::new();
+    for (i, bundle) in parsed.config.preload_packages.iter_mut().enumerate() {
+        let full = if bundle.is_absolute() { bundle.clone() } else { dir.join(&*bundle) };
+        if !full.is_file() {
+            problems.push(Problem {
+                key: format!("preload_packages[{i}]"),
+                message: format!("{} is not a file; give a bundle made by `medos package bundle`", full.display()),
+            });
+        } else if let Some(first) = bundle_names.insert(full.file_name().map(|n| n.to_owned()), i) {
+            problems.push(Problem {
+                key: format!("preload_packages[{i}]"),
+                message: format!("has the same file name as preload_packages[{first}]; rename one"),
+            });
+        }
+        *bundle = full;
+    }
     let ip_detect = dir.join(IP_DETECT_FILE);
     if let Ok(meta) = std::fs::metadata(&ip_detect) {
         if !meta.is_file() || meta.len() == 0 {
@@ -146,6 +162,9 @@ pub struct ClusterFile {
     pub nodes: Vec<NodeSummary>,
     /// Paths under serve/ of the image archives to load once the cluster runs.
     pub preload_images: Vec<String>,
+    /// Paths under serve/ of the package bundles to add once the cluster runs.
+    #[serde(default)]
+    pub preload_packages: Vec<String>,
 }
 
 fn pki_path(name: &str) -> PathBuf {
@@ -484,12 +503,20 @@ pub fn run(options: &Options) -> Result<Summary> {
         copy(image, &staging.join(&rel), 0o644)?;
         preload.push(rel.display().to_string());
     }
+    let mut preload_packages = Vec::new();
+    for bundle in &c.preload_packages {
+        let name = bundle.file_name().context("a bundle path without a file name")?;
+        let rel = Path::new("preload").join("packages").join(name);
+        copy(bundle, &staging.join(&rel), 0o644)?;
+        preload_packages.push(rel.display().to_string());
+    }
     let cluster = ClusterFile {
         cluster_name: c.cluster_name.clone(),
         ca_fingerprint: fingerprint.clone(),
         masters: c.master_urls(),
         nodes: nodes.clone(),
         preload_images: preload,
+        preload_packages,
     };
     write(&staging.join("cluster.json"), &(serde_json::to_string_pretty(&cluster)? + "\n"), 0o644)?;
     let files = write_checksums(&staging)?;
