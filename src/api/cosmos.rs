@@ -247,6 +247,14 @@ impl Op {
         format!("application/vnd.dcos.{}+json", self.response)
     }
 
+    /// Checks a request's media types and reads its body: the response version to answer with
+    /// and the request.
+    fn accept<T: DeserializeOwned>(&self, headers: &HeaderMap, body: &[u8]) -> Result<(&'static str, T), CosmosError> {
+        self.check_request(headers)?;
+        let version = self.response_version(headers)?;
+        Ok((version, parse(body)?))
+    }
+
     /// Checks the request's `Content-Type` (absent, `application/json` or this operation's).
     fn check_request(&self, headers: &HeaderMap) -> Result<(), CosmosError> {
         let Some(value) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
@@ -365,9 +373,7 @@ struct SearchRequest {
 }
 
 async fn search(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    SEARCH.check_request(&headers)?;
-    let version = SEARCH.response_version(&headers)?;
-    let request: SearchRequest = parse(&body)?;
+    let (version, request): (_, SearchRequest) = SEARCH.accept(&headers, &body)?;
     let repos = repositories(&master).await?;
     let query = request.query.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let packages = catalog(&repos).search(query);
@@ -412,9 +418,7 @@ fn details(p: &Package) -> Value {
 }
 
 async fn describe(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    DESCRIBE.check_request(&headers)?;
-    let version = DESCRIBE.response_version(&headers)?;
-    let request: DescribeRequest = parse(&body)?;
+    let (version, request): (_, DescribeRequest) = DESCRIBE.accept(&headers, &body)?;
     let repos = repositories(&master).await?;
     let (package, _) = catalog(&repos).describe(&request.package_name, request.package_version.as_deref())?;
     let body = match version {
@@ -451,9 +455,7 @@ async fn list_versions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CosmosError> {
-    LIST_VERSIONS.check_request(&headers)?;
-    let version = LIST_VERSIONS.response_version(&headers)?;
-    let request: ListVersionsRequest = parse(&body)?;
+    let (version, request): (_, ListVersionsRequest) = LIST_VERSIONS.accept(&headers, &body)?;
     let repos = repositories(&master).await?;
     let versions = catalog(&repos).list_versions(&request.package_name)?;
     // Cosmos v1 writes release versions as strings.
@@ -474,9 +476,7 @@ struct RenderRequest {
 }
 
 async fn render(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    RENDER.check_request(&headers)?;
-    let version = RENDER.response_version(&headers)?;
-    let request: RenderRequest = parse(&body)?;
+    let (version, request): (_, RenderRequest) = RENDER.accept(&headers, &body)?;
     let repos = repositories(&master).await?;
     let (package, source) = catalog(&repos).describe(&request.package_name, request.package_version.as_deref())?;
     let options = request.options.unwrap_or_default();
@@ -486,9 +486,7 @@ async fn render(State(master): State<Arc<Master>>, headers: HeaderMap, body: Byt
 }
 
 async fn install(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    INSTALL.check_request(&headers)?;
-    let version = INSTALL.response_version(&headers)?;
-    let request: RenderRequest = parse(&body)?;
+    let (version, request): (_, RenderRequest) = INSTALL.accept(&headers, &body)?;
     let repos = repositories(&master).await?;
     let (package, source) = catalog(&repos).describe(&request.package_name, request.package_version.as_deref())?;
     let options = request.options.unwrap_or_default();
@@ -574,9 +572,7 @@ async fn uninstall(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CosmosError> {
-    UNINSTALL.check_request(&headers)?;
-    let version = UNINSTALL.response_version(&headers)?;
-    let request: UninstallRequest = parse(&body)?;
+    let (version, request): (_, UninstallRequest) = UNINSTALL.accept(&headers, &body)?;
     let name = request.package_name;
     let app_id = match request.app_id.as_deref() {
         Some(id) => Some(PathId::parse(id, &PathId::root()).map_err(|message| {
@@ -643,9 +639,7 @@ struct ListRequest {
 }
 
 async fn list(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    LIST.check_request(&headers)?;
-    let version = LIST.response_version(&headers)?;
-    let request: ListRequest = parse(&body)?;
+    let (version, request): (_, ListRequest) = LIST.accept(&headers, &body)?;
     let app_id = request.app_id.as_deref().map(|id| PathId::parse_lenient(id, &PathId::root()).to_string());
     master.read_barrier().await?;
     let mut packages: Vec<Value> = installed(&master)
@@ -695,9 +689,7 @@ async fn repo_list(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CosmosError> {
-    REPO_LIST.check_request(&headers)?;
-    let version = REPO_LIST.response_version(&headers)?;
-    let _: Map<String, Value> = parse(&body)?;
+    let (version, _): (_, Map<String, Value>) = REPO_LIST.accept(&headers, &body)?;
     master.read_barrier().await?;
     let repos = master.state.read().expect("state lock").packages.repos.repos.clone();
     Ok(REPO_LIST.respond(version, repos_body(&repos)))
@@ -725,9 +717,7 @@ fn rejected(kind: &'static str, message: String) -> CosmosError {
 }
 
 async fn repo_add(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    REPO_ADD.check_request(&headers)?;
-    let version = REPO_ADD.response_version(&headers)?;
-    let request: RepoAddRequest = parse(&body)?;
+    let (version, request): (_, RepoAddRequest) = REPO_ADD.accept(&headers, &body)?;
     let uri = match (&request.content, request.uri) {
         (Some(_), None) => cluster_uri(&request.name),
         (Some(_), Some(uri)) if uri == cluster_uri(&request.name) => uri,
@@ -811,9 +801,7 @@ async fn repo_delete(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, CosmosError> {
-    REPO_DELETE.check_request(&headers)?;
-    let version = REPO_DELETE.response_version(&headers)?;
-    let request: RepoDeleteRequest = parse(&body)?;
+    let (version, request): (_, RepoDeleteRequest) = REPO_DELETE.accept(&headers, &body)?;
     let Some(which) = request.name.or(request.uri) else {
         return Err(CosmosError::bad(
             "MalformedRequest",
@@ -839,9 +827,7 @@ async fn repo_delete(
 /// `POST /package/add`: one package (Universe package JSON, packagingVersion 3.0 to 5.0) into
 /// the cluster repository `local`; answers the package.
 async fn add(State(master): State<Arc<Master>>, headers: HeaderMap, body: Bytes) -> Result<Response, CosmosError> {
-    ADD.check_request(&headers)?;
-    let version = ADD.response_version(&headers)?;
-    let package: Value = parse(&body)?;
+    let (version, package): (_, Value) = ADD.accept(&headers, &body)?;
     let command = Command::PackageAdd { package: Box::new(package) };
     match master.propose(command).await? {
         CoreResponse::PackageAdded { name, version: package_version, replaced } => {
