@@ -48,17 +48,7 @@ BENCH=dns.sh
 source "$ROOT/benches/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root: the cluster DNS of medos dev uses port 53 as root, and packages may need installing"
-missing=()
-command -v dnsperf >/dev/null || missing+=(dnsperf)
-command -v knotd >/dev/null || missing+=(knot)
-command -v dig >/dev/null || missing+=(bind9-dnsutils)
-command -v jq >/dev/null || missing+=(jq)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+ensure_tools dnsperf:dnsperf knotd:knot dig:bind9-dnsutils jq:jq curl:curl
 
 MEDOS=${DNS_MEDOS:-$TARGET_DIR/release/medos}
 if [[ ${DNS_BUILD:-1} == 1 ]]; then

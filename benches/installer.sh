@@ -34,17 +34,7 @@ BENCH=installer.sh
 source "$ROOT/benches/lib.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root: simulated hosts need network namespaces and systemd-nspawn"
-missing=()
-command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
-command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
-command -v zstd >/dev/null || missing+=(zstd)
-command -v ssh >/dev/null || missing+=(openssh-client)
-command -v iptables >/dev/null || missing+=(iptables)
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+ensure_tools systemd-nspawn:systemd-container mmdebstrap:mmdebstrap zstd:zstd ssh:openssh-client iptables:iptables
 
 MEDOS=${INSTALLER_MEDOS:-$TARGET_DIR/release/medos}
 if [[ ${INSTALLER_BUILD:-1} == 1 ]]; then

@@ -20,3 +20,17 @@ bench_commit() {
     if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null) ]]; then commit+=" (with uncommitted changes)"; fi
     echo "$commit"
 }
+
+# ensure_tools COMMAND:PACKAGE ...: installs (apt-get) the Debian package of every command that
+# is not on the PATH.
+ensure_tools() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
