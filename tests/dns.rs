@@ -16,7 +16,6 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use medos::agent::fake::FakeContainers;
-use medos::core::AgentStatus;
 use medos::master::config::DnsConfig;
 use reqwest::Method;
 use serde_json::json;
@@ -285,15 +284,8 @@ async fn marathon_task_names_follow_running_instances() {
     let cluster = TestCluster::start_with_dns(1, fast_tuning(), dns_config(vec![], BTreeMap::new())).await;
     let config = cluster.agent_config("agent-1");
     let _agent = medos::agent::start(config, Arc::new(FakeContainers::default())).await.unwrap();
+    cluster.wait_active_agents(1, WAIT).await;
     let master = cluster.any_master();
-    wait_for("the agent to register", WAIT, || {
-        let m = master.clone();
-        async move {
-            let state = m.state.read().unwrap();
-            (state.agents.values().filter(|a| a.status == AgentStatus::Active).count() == 1).then_some(())
-        }
-    })
-    .await;
     let server = dns_addr(&cluster, "m1");
     let m = udp(server, "agent.mesos.", RecordType::A).await.unwrap();
     assert_eq!(ipv4s(&m), vec![Ipv4Addr::LOCALHOST]);

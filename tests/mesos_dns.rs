@@ -14,7 +14,6 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use medos::agent::fake::FakeContainers;
 use medos::api::client::Client;
 use medos::cli::dns::LookupArgs;
-use medos::core::AgentStatus;
 use medos::master::config::DnsConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -71,15 +70,8 @@ async fn mesos_dns_http_api_answers_from_the_cluster_zone() {
     let cluster = TestCluster::start_with_dns(1, fast_tuning(), dns).await;
     let _agent =
         medos::agent::start(cluster.agent_config("agent-1"), Arc::new(FakeContainers::default())).await.unwrap();
+    cluster.wait_active_agents(1, WAIT).await;
     let master = cluster.any_master();
-    wait_for("the agent to register", WAIT, || {
-        let m = master.clone();
-        async move {
-            let state = m.state.read().unwrap();
-            (state.agents.values().filter(|a| a.status == AgentStatus::Active).count() == 1).then_some(())
-        }
-    })
-    .await;
     let client = cluster.client("m1").await;
 
     // Without a token: 401 everywhere.

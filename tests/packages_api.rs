@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use medos::agent::fake::FakeContainers;
 use medos::api::client::{Client, ClientError};
-use medos::core::{AgentStatus, TaskState};
+use medos::core::TaskState;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use support::{TestCluster, fast_tuning, wait_for};
@@ -60,15 +60,8 @@ async fn packages_install_run_list_and_uninstall() {
     let cluster = TestCluster::start(1, fast_tuning()).await;
     let _agent =
         medos::agent::start(cluster.agent_config("agent-1"), Arc::new(FakeContainers::default())).await.unwrap();
+    cluster.wait_active_agents(1, WAIT).await;
     let master = cluster.any_master();
-    wait_for("the agent to register", WAIT, || {
-        let m = master.clone();
-        async move {
-            let state = m.state.read().unwrap();
-            (state.agents.values().filter(|a| a.status == AgentStatus::Active).count() == 1).then_some(())
-        }
-    })
-    .await;
     let client = cluster.client("m1").await;
 
     // Capabilities, and 401 without a token.

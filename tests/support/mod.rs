@@ -253,6 +253,20 @@ impl TestCluster {
         }
     }
 
+    /// Waits until a running master's state has exactly `n` active agents.
+    pub async fn wait_active_agents(&self, n: usize, timeout: Duration) {
+        let master = self.any_master();
+        wait_for(&format!("{n} active agent(s)"), timeout, || {
+            let m = master.clone();
+            async move {
+                let state = m.state.read().unwrap();
+                (state.agents.values().filter(|a| a.status == medos::core::AgentStatus::Active).count() == n)
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
     /// Any running master.
     pub fn any_master(&self) -> std::sync::Arc<medos::master::Master> {
         self.nodes.values().find_map(|n| n.running.as_ref()).expect("a running master").master.clone()
