@@ -125,11 +125,6 @@ impl Session {
         self
     }
 
-    /// The VIPs this agent serves with their instances (empty without a VIP proxy).
-    pub fn vip_table(&self) -> Vec<(std::net::SocketAddr, Vec<std::net::SocketAddr>)> {
-        self.vips.as_ref().map(|p| p.table()).unwrap_or_default()
-    }
-
     fn update_dns(&self, dns: Option<&crate::api::agent_protocol::ClusterDns>) {
         if let Some(path) = &self.resolv_conf
             && let Err(e) = super::dns::update(path, dns)
