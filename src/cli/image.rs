@@ -82,7 +82,7 @@ pub async fn run(cmd: ImageCommand, json: bool) -> Result<()> {
         ImageCommand::Load { file, tag } => {
             // Verify and unpack the archive locally first: nothing reaches the cluster unless
             // every digest checks out.
-            let staging = std::env::temp_dir().join(format!("medos-image-{}", hex::encode(rand::random::<[u8; 8]>())));
+            let staging = super::scratch_dir("image");
             let result = load_archive(&client, &file, tag, &staging, json).await;
             let _ = std::fs::remove_dir_all(&staging);
             if json {

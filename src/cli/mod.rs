@@ -130,3 +130,9 @@ pub struct DevArgs {
     #[arg(long = "dns-resolver", value_name = "IP[:PORT]")]
     pub dns_resolvers: Vec<String>,
 }
+
+/// A fresh, not yet created directory under the system's temp dir for one command's scratch
+/// files (`medos-<what>-<random>`); the caller removes it.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("medos-{what}-{}", hex::encode(rand::random::<[u8; 8]>())))
+}

@@ -30,10 +30,6 @@ pub struct AddArgs {
     pub bundle: PathBuf,
 }
 
-fn scratch(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("medos-{what}-{}", hex::encode(rand::random::<[u8; 8]>())))
-}
-
 fn parse_images(specs: &[String]) -> Result<BTreeMap<String, PathBuf>> {
     let mut images = BTreeMap::new();
     for spec in specs {
@@ -55,7 +51,7 @@ pub fn run_bundle(args: BundleArgs, json: bool) -> Result<()> {
     let images = parse_images(&args.images)?;
     let package = bundle::read_package_dir(&args.dir)?;
     let out = args.output.unwrap_or_else(|| PathBuf::from(format!("{}-{}.bundle", package.name, package.version)));
-    let work = scratch("bundle");
+    let work = super::scratch_dir("bundle");
     let result = bundle::build(&args.dir, &images, &out, &work);
     let _ = std::fs::remove_dir_all(&work);
     let manifest = result?;
@@ -80,7 +76,7 @@ pub fn run_bundle(args: BundleArgs, json: bool) -> Result<()> {
 /// package to the cluster-local repository (`local`). Nothing is uploaded from a bundle that
 /// fails a check; a failed upload can be rerun (blobs the cluster has are skipped).
 pub async fn run_add(client: &crate::api::client::Client, args: AddArgs, json: bool) -> Result<()> {
-    let work = scratch("bundle-add");
+    let work = super::scratch_dir("bundle-add");
     let result = add_bundle(client, &args.bundle, &work, json).await;
     let _ = std::fs::remove_dir_all(&work);
     let (opened, added) = result?;

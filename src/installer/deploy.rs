@@ -581,7 +581,7 @@ async fn preload_images(ctx: &Context, out: &mut dyn std::io::Write) -> Result<(
     let serve = ctx.serve();
     for rel in &ctx.cluster.preload_images {
         let archive = serve.join(rel);
-        let staging = std::env::temp_dir().join(format!("medos-preload-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let staging = crate::cli::scratch_dir("preload");
         let loaded = crate::cli::image::load_archive(&client, &archive, None, &staging, true).await;
         let _ = std::fs::remove_dir_all(&staging);
         let loaded = loaded.with_context(|| {
@@ -593,7 +593,7 @@ async fn preload_images(ctx: &Context, out: &mut dyn std::io::Write) -> Result<(
     }
     for rel in &ctx.cluster.preload_packages {
         let bundle = serve.join(rel);
-        let work = std::env::temp_dir().join(format!("medos-preload-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let work = crate::cli::scratch_dir("preload");
         let added = crate::cli::package_bundle::add_bundle(&client, &bundle, &work, true).await;
         let _ = std::fs::remove_dir_all(&work);
         let (opened, _) = added.with_context(|| {
